@@ -1,0 +1,42 @@
+"""faults: a pytest-free engine of named fault points, arming rules, a text grammar, traces.
+
+    import faults
+    P = faults.declare("my_alloc", kinds={"ENOMEM"}, doc="allocation of the widget")
+    ...
+    if (f := P.hit(index=i)) is not None:   # at the failure site
+        raise MemoryError
+    ...
+    with faults.inject("my_alloc", faults.enomem(), nth=2):
+        run()
+"""
+
+from .arming import Arming, ChainPolicy, RulePolicy, Term
+from .errors import FaultError, KindNotAllowed, SpecSyntaxError, UnknownKind, UnknownPoint
+from .kinds import (
+    Callback,
+    Errno,
+    ExtraRefcount,
+    Kind,
+    Off,
+    SpeculativeRefcount,
+    TdxError,
+    as_kind,
+    callback,
+    enomem,
+    errno_kind,
+    extra_refcount,
+    make_kind,
+    speculative_refcount,
+    tdx_error,
+)
+from .points import FaultPoint, PointInfo, active, catalog, declare, get_point, match_points
+from .scope import Fired, Scope, TraceEvent, current, inject, inject_chain, open_scope, scope
+
+__all__ = [
+    "Arming", "Callback", "ChainPolicy", "Errno", "ExtraRefcount", "FaultError", "FaultPoint",
+    "Fired", "Kind", "KindNotAllowed", "Off", "PointInfo", "RulePolicy", "Scope",
+    "SpecSyntaxError", "SpeculativeRefcount", "TdxError", "Term", "TraceEvent", "UnknownKind",
+    "UnknownPoint", "active", "as_kind", "callback", "catalog", "current", "declare", "enomem",
+    "errno_kind", "extra_refcount", "get_point", "inject", "inject_chain", "make_kind",
+    "match_points", "open_scope", "scope", "speculative_refcount", "tdx_error",
+]

@@ -1,0 +1,255 @@
+"""Arming rules: which hits of a point fire, and with what kind.
+
+Two policies decide, hit by hit (``k`` is the 1-based count of hits the arming has seen that
+passed its ``when`` filter):
+
+* :class:`RulePolicy` for the keyword form: fire on hit ``skip + nth`` (default 1), then on every
+  ``every``-th hit after it, at most ``times`` fires (None: unlimited), each eligible hit taken
+  with ``probability`` (seeded).
+* :class:`ChainPolicy` for the text grammar (fail-rs terms): walk ``[p%][cnt*]kind`` terms in
+  order; the first whose probability roll and remaining count allow it is taken (``off`` takes
+  the hit without firing).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import FaultError
+from .kinds import Kind, Off
+
+if TYPE_CHECKING:
+    from .points import FaultPoint
+    from .scope import Scope
+
+When = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None
+
+
+class Policy(Protocol):
+    """Decides whether the k-th counted hit fires."""
+
+    deterministic: bool
+
+    def decide(self, k: int, rng: random.Random) -> Kind | None: ...
+
+    def first_fire(self, k0: int) -> int | None:
+        """Deterministic policies only: the smallest k >= k0 that fires (None: never)."""
+        ...
+
+    def describe(self) -> str: ...
+
+
+class RulePolicy:
+    """nth / times / every / skip / probability."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        nth: int | None = None,
+        times: int | None = 1,
+        every: int | None = None,
+        skip: int = 0,
+        probability: float | None = None,
+    ) -> None:
+        _check_int("nth", nth, 1)
+        _check_int("times", times, 1)
+        _check_int("every", every, 1)
+        _check_int("skip", skip, 0)
+        if probability is not None and not (0.0 <= float(probability) <= 1.0):
+            raise FaultError(f"probability must be between 0 and 1, got {probability!r}")
+        self.kind = kind
+        self.nth = nth
+        self.times = times
+        self.every = every
+        self.skip = skip
+        self.probability = probability
+        self.fired = 0
+        self.start = skip + (nth or 1)
+        self.deterministic = probability is None
+
+    def decide(self, k: int, rng: random.Random) -> Kind | None:
+        if k < self.start or (self.times is not None and self.fired >= self.times):
+            return None
+        if self.every and (k - self.start) % self.every:
+            return None
+        if self.probability is not None and rng.random() >= self.probability:
+            return None
+        self.fired += 1
+        return self.kind
+
+    def first_fire(self, k0: int) -> int | None:
+        if self.times is not None and self.fired >= self.times:
+            return None
+        k = max(k0, self.start)
+        if self.every:
+            k = self.start + -(-(k - self.start) // self.every) * self.every
+        return k
+
+    def describe(self) -> str:
+        parts = [self.kind.label()]
+        if self.nth is not None:
+            parts.append(f"nth={self.nth}")
+        if self.skip:
+            parts.append(f"skip={self.skip}")
+        if self.every is not None:
+            parts.append(f"every={self.every}")
+        if self.times != 1:
+            parts.append(f"times={self.times}")
+        if self.probability is not None:
+            parts.append(f"probability={self.probability}")
+        return " ".join(parts)
+
+
+@dataclass
+class Term:
+    """One ``[p%][cnt*]kind`` term of a chain; ``remaining`` counts down from ``count``."""
+
+    kind: Kind
+    count: int | None = None
+    probability: float | None = None
+
+    def __post_init__(self) -> None:
+        self.remaining = self.count
+
+    def text(self) -> str:
+        pct = "" if self.probability is None else f"{self.probability * 100:g}%"
+        cnt = "" if self.count is None else f"{self.count}*"
+        return f"{pct}{cnt}{self.kind.label()}"
+
+
+class ChainPolicy:
+    """fail-rs style chain of terms."""
+
+    def __init__(self, terms: list[Term]) -> None:
+        if not terms:
+            raise FaultError("a fault chain needs at least one term")
+        self.terms = terms
+        self.deterministic = all(t.probability is None for t in terms)
+
+    def decide(self, k: int, rng: random.Random) -> Kind | None:
+        for term in self.terms:
+            if term.remaining == 0:
+                continue
+            if term.probability is not None and rng.random() >= term.probability:
+                continue
+            if term.remaining is not None:
+                term.remaining -= 1
+            return None if isinstance(term.kind, Off) else term.kind
+        return None
+
+    def first_fire(self, k0: int) -> int | None:
+        # Deterministic chains consume their terms in order: skip the counted 'off' terms.
+        offs = 0
+        for term in self.terms:
+            if term.remaining == 0:
+                continue
+            if isinstance(term.kind, Off):
+                if term.remaining is None:
+                    return None
+                offs += term.remaining
+                continue
+            return k0 + offs
+        return None
+
+    def describe(self) -> str:
+        return "->".join(t.text() for t in self.terms)
+
+
+def _check_int(name: str, value: int | None, low: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise FaultError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+class Arming:
+    """A live arming; a context manager and a handle (``.disarm()``)."""
+
+    def __init__(
+        self,
+        pattern: str,
+        points: list[FaultPoint],
+        policy: Policy,
+        when: When,
+        rng: random.Random,
+        seed: int,
+        scope: Scope,
+        source: str | None,
+    ) -> None:
+        if when is not None and not callable(when) and not isinstance(when, Mapping):
+            raise FaultError(f"when must be a mapping or a callable, got {when!r}")
+        self.pattern = pattern
+        self.points = frozenset(p.name for p in points)
+        self.policy = policy
+        self.when = when
+        self.rng = rng
+        self.seed = seed
+        self.scope = scope
+        self.source = source
+        self.hits = 0
+        self.fired = 0
+        self.live = True
+        self._cleanups: list[Callable[[], None]] = []
+
+    # --- context manager / handle -------------------------------------------------------
+    def __enter__(self) -> Arming:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disarm()
+
+    def disarm(self) -> None:
+        """Stop firing and run the cleanups of what the fired faults left (transient refs)."""
+        if not self.live:
+            return
+        self.live = False
+        self.scope._remove(self)
+        cleanups, self._cleanups = self._cleanups, []
+        for fn in reversed(cleanups):
+            fn()
+
+    def on_disarm(self, fn: Callable[[], None]) -> None:
+        """Register ``fn`` to run when this arming ends (the model drops injected refs)."""
+        if self.live:
+            self._cleanups.append(fn)
+        else:
+            fn()
+
+    # --- filtering ------------------------------------------------------------------------
+    def counted_offsets(self, count: int, ctx: Mapping[str, Any]) -> range | list[int]:
+        """Which items of a batch of ``count`` hits pass the ``when`` filter."""
+        when = self.when
+        if when is None:
+            return range(count)
+        if isinstance(when, Mapping):
+            if "index" in when and count > 1 and "index" in ctx:
+                rest = all(ctx.get(k) == v for k, v in when.items() if k != "index")
+                off = when["index"] - ctx["index"]
+                return [off] if rest and isinstance(off, int) and 0 <= off < count else []
+            ok = all(_item_ctx(ctx, 0).get(k) == v for k, v in when.items())
+            return range(count) if ok else []
+        return [i for i in range(count) if when(_item_ctx(ctx, i))]
+
+    def describe(self) -> str:
+        text = f"{self.pattern}: {self.policy.describe()}"
+        if self.when is not None:
+            text += f" when {self.when!r}" if isinstance(self.when, Mapping) else " when <callable>"
+        return text
+
+    def __repr__(self) -> str:
+        return f"<Arming {self.describe()} hits={self.hits} fired={self.fired}>"
+
+
+def _item_ctx(ctx: Mapping[str, Any], i: int) -> Mapping[str, Any]:
+    if i and "index" in ctx:
+        d = dict(ctx)
+        d["index"] = ctx["index"] + i
+        return d
+    return ctx
+
+
+def iter_items(offsets: range | list[int]) -> Iterator[int]:
+    return iter(offsets)

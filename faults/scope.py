@@ -1,0 +1,282 @@
+"""Scopes: where armings, counters and the trace live.
+
+The current scope is a ``contextvars`` variable, so two threads (or two asyncio tasks, or two
+tests) never see each other's faults. A nested scope sees its parent's armings unless created
+with ``inherit=False``; its own armings always end with it, even when the block raises.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import points as _points
+from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When
+from .errors import KindNotAllowed
+from .kinds import Callback, Kind, as_kind
+from .points import FaultPoint, match_points
+
+TRACE_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A fault that fired: the model applies ``kind`` at ``point``.
+
+    ``offset`` is the item of a batch (``hit_many``) that failed; ``nth`` the point's hit
+    number within the arming's count."""
+
+    point: str
+    kind: Kind
+    nth: int
+    offset: int
+    context: Mapping[str, Any]
+    arming: Arming = field(compare=False, repr=False)
+
+    def on_disarm(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` when the arming that fired this ends (drop transient state)."""
+        self.arming.on_disarm(fn)
+
+    def label(self) -> str:
+        return f"{self.point}:{self.kind.name}#{self.nth}"
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    """One call of a point: ``count`` hits starting at hit number ``nth`` of the scope."""
+
+    point: str
+    nth: int
+    count: int
+    context: Mapping[str, Any]
+    fired: str | None = None
+    fired_offset: int | None = None
+
+
+class Scope:
+    """Armings, the census of hits and the trace for a block of code."""
+
+    def __init__(
+        self,
+        parent: Scope | None = None,
+        *,
+        inherit: bool = True,
+        record: bool = False,
+        seed: int | None = None,
+        name: str = "",
+    ) -> None:
+        self.parent = parent
+        self.inherit = inherit
+        self.record = record
+        self.seed = seed if seed is not None else (parent.seed if parent is not None else None)
+        self.name = name
+        self.by_point: dict[str, list[Arming]] = {}
+        self.history: list[Arming] = []
+        self.census: Counter[str] = Counter()
+        self.trace: deque[TraceEvent] = deque(maxlen=TRACE_LIMIT)
+        self.trace_dropped = 0
+        self.fired: list[Fired] = []
+        self.listeners: list[Callable[[Fired], None]] = []
+        self._serial = 0
+        self.closed = False
+
+    # --- arming ---------------------------------------------------------------------------
+    def arm(self, pattern: str, policy: Policy, kind_for_check: list[Kind], *, when: When = None,
+            seed: int | None = None, source: str | None = None) -> Arming:
+        pts = match_points(pattern, source)
+        glob = len(pts) > 1 or pattern != pts[0].name
+        usable = [p for p in pts if all(p.allows(k) for k in kind_for_check)]
+        if not usable:
+            if not glob:
+                for k in kind_for_check:
+                    pts[0].check_kind(k, source)
+            where = f" (from {source})" if source else ""
+            names = ", ".join(sorted({k.name for k in kind_for_check}))
+            raise KindNotAllowed(f"no fault point matching {pattern!r}{where} can produce {names}")
+        self._serial += 1
+        if seed is None:
+            base = self.seed if self.seed is not None else random.randrange(1 << 32)
+            seed = zlib.crc32(f"{base}:{pattern}:{self._serial}".encode())
+        arming = Arming(pattern, usable, policy, when, random.Random(seed), seed, self, source)
+        for p in usable:
+            self.by_point.setdefault(p.name, []).append(arming)
+        self.history.append(arming)
+        _points._adjust_active(1)
+        return arming
+
+    def _remove(self, arming: Arming) -> None:
+        for name in arming.points:
+            lst = self.by_point.get(name)
+            if lst and arming in lst:
+                lst.remove(arming)
+                if not lst:
+                    del self.by_point[name]
+        _points._adjust_active(-1)
+
+    def armings(self) -> list[Arming]:
+        """Live armings of this scope, in arming order."""
+        return [a for a in self.history if a.live]
+
+    def unfired(self) -> list[Arming]:
+        """Armings made in this scope that never fired (usually a wrong test)."""
+        return [a for a in self.history if a.fired == 0]
+
+    def close(self) -> None:
+        """Disarm everything armed here (cleanups run in reverse order)."""
+        for a in reversed(self.history):
+            a.disarm()
+        if self.record and not self.closed:
+            _points._adjust_active(-1)
+        self.closed = True
+
+    def chain(self) -> Iterator[Scope]:
+        s: Scope | None = self
+        while s is not None:
+            yield s
+            s = s.parent if s.inherit else None
+
+
+_ROOT = Scope(name="root")
+_CURRENT: contextvars.ContextVar[Scope] = contextvars.ContextVar("faults_scope", default=_ROOT)
+
+
+def current() -> Scope:
+    """The scope in force in this thread / task."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def scope(*, inherit: bool = True, record: bool = False, seed: int | None = None,
+          name: str = "") -> Iterator[Scope]:
+    """A new scope for the block: armings made in it end with it, even on exceptions."""
+    sc = open_scope(inherit=inherit, record=record, seed=seed, name=name)
+    token = _CURRENT.set(sc)
+    try:
+        yield sc
+    finally:
+        _CURRENT.reset(token)
+        sc.close()
+
+
+def open_scope(*, inherit: bool = True, record: bool = False, seed: int | None = None,
+               name: str = "") -> Scope:
+    """A scope object whose lifetime the caller manages (``activate`` / ``close``)."""
+    sc = Scope(_CURRENT.get(), inherit=inherit, record=record, seed=seed, name=name)
+    if record:
+        _points._adjust_active(1)
+    return sc
+
+
+def inject(
+    point: str,
+    kind: Kind | str,
+    *,
+    nth: int | None = None,
+    times: int | None = 1,
+    every: int | None = None,
+    skip: int = 0,
+    probability: float | None = None,
+    seed: int | None = None,
+    when: When = None,
+    source: str | None = None,
+) -> Arming:
+    """Arm ``kind`` at ``point`` (a name or a glob) in the current scope; see module docs."""
+    k = as_kind(kind)
+    policy = RulePolicy(k, nth=nth, times=times, every=every, skip=skip, probability=probability)
+    return current().arm(point, policy, [k], when=when, seed=seed, source=source)
+
+
+def inject_chain(point: str, terms: list[Term], *, when: When = None, seed: int | None = None,
+                 source: str | None = None) -> Arming:
+    """Arm a fail-rs style chain of terms (what the text grammar produces)."""
+    kinds = [t.kind for t in terms]
+    return current().arm(point, ChainPolicy(terms), kinds, when=when, seed=seed, source=source)
+
+
+# --- the slow path of FaultPoint.hit ---------------------------------------------------------
+def slow_hit(point: FaultPoint, count: int, ctx: dict[str, Any]) -> Fired | None:
+    sc = _CURRENT.get()
+    armings: list[Arming] = []
+    for s in sc.chain():
+        lst = s.by_point.get(point.name)
+        if lst:
+            armings.extend(lst)
+    fired = _decide(point, armings, count, ctx) if armings else None
+    for s in sc.chain():
+        if s.record:
+            base = s.census[point.name] + 1
+            done = count if fired is None else fired.offset + 1
+            s.census[point.name] += done
+            if len(s.trace) == TRACE_LIMIT:
+                s.trace_dropped += 1
+            s.trace.append(TraceEvent(point.name, base, done, dict(ctx),
+                                      fired.kind.label() if fired else None,
+                                      fired.offset if fired else None))
+    if fired is not None:
+        for s in sc.chain():
+            s.fired.append(fired)
+            for fn in s.listeners:
+                fn(fired)
+    return fired
+
+
+def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str, Any]) -> Fired | None:
+    offsets = [a.counted_offsets(count, ctx) for a in armings]
+    if all(a.policy.deterministic for a in armings):
+        best: tuple[int, int, int] | None = None  # (batch offset, arming position, k)
+        for pos, (a, offs) in enumerate(zip(armings, offsets)):
+            if not len(offs):
+                continue
+            k = a.policy.first_fire(a.hits + 1)
+            if k is None:
+                continue
+            j = k - a.hits - 1
+            if j < len(offs) and (best is None or offs[j] < best[0]):
+                best = (offs[j], pos, k)
+        stop = count if best is None else best[0] + 1
+        for a, offs in zip(armings, offsets):
+            a.hits += _count_below(offs, stop)
+        if best is None:
+            return None
+        winner = armings[best[1]]
+        kind = winner.policy.decide(best[2], winner.rng)
+        assert kind is not None
+        return _fire(point, winner, kind, best[0], ctx)
+    # General case: item by item, arming by arming.
+    sets = [set(o) if isinstance(o, list) else o for o in offsets]
+    for i in range(count):
+        for a, offs in zip(armings, sets):
+            if i in offs:
+                a.hits += 1
+                kind = a.policy.decide(a.hits, a.rng)
+                if kind is not None:
+                    return _fire(point, a, kind, i, ctx)
+    return None
+
+
+def _count_below(offs: range | list[int], stop: int) -> int:
+    if isinstance(offs, range):
+        return max(0, min(len(offs), stop - offs.start))
+    return sum(1 for o in offs if o < stop)
+
+
+def _fire(point: FaultPoint, arming: Arming, kind: Kind, offset: int, ctx: dict[str, Any]) -> Fired:
+    arming.fired += 1
+    item = dict(ctx)
+    if offset and "index" in item:
+        item["index"] += offset
+    if isinstance(kind, Callback):
+        result = kind.fn(item)
+        if result is None:
+            return Fired(point.name, kind, arming.hits, offset, item, arming)
+        kind = result
+    return Fired(point.name, kind, arming.hits, offset, item, arming)
+
+
+_points._SLOW = slow_hit
