@@ -30,13 +30,24 @@ from .kinds import (
     tdx_error,
 )
 from .points import FaultPoint, PointInfo, active, catalog, declare, get_point, match_points
-from .scope import Fired, Scope, TraceEvent, current, inject, inject_chain, open_scope, scope
+from .scope import (
+    Fired,
+    Scope,
+    TraceEvent,
+    activate,
+    current,
+    deactivate,
+    inject,
+    inject_chain,
+    open_scope,
+    scope,
+)
 
 __all__ = [
     "Arming", "Callback", "ChainPolicy", "Errno", "ExtraRefcount", "FaultError", "FaultPoint",
     "Fired", "Kind", "KindNotAllowed", "Off", "PointInfo", "RulePolicy", "Scope",
     "SpecSyntaxError", "SpeculativeRefcount", "TdxError", "Term", "TraceEvent", "UnknownKind",
-    "UnknownPoint", "active", "as_kind", "callback", "catalog", "current", "declare", "enomem",
+    "UnknownPoint", "activate", "active", "deactivate", "as_kind", "callback", "catalog", "current", "declare", "enomem",
     "errno_kind", "extra_refcount", "get_point", "inject", "inject_chain", "make_kind",
     "match_points", "open_scope", "scope", "speculative_refcount", "tdx_error",
 ]

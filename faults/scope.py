@@ -173,6 +173,17 @@ def open_scope(*, inherit: bool = True, record: bool = False, seed: int | None =
     return sc
 
 
+def activate(sc: Scope) -> contextvars.Token[Scope]:
+    """Make ``sc`` the current scope until :func:`deactivate` (for hooks that cannot use a
+    ``with`` block, such as a pytest plugin's setup and teardown)."""
+    return _CURRENT.set(sc)
+
+
+def deactivate(token: contextvars.Token[Scope]) -> None:
+    """Undo :func:`activate`."""
+    _CURRENT.reset(token)
+
+
 def inject(
     point: str,
     kind: Kind | str,
