@@ -121,15 +121,37 @@ class Term:
 
 
 class ChainPolicy:
-    """fail-rs style chain of terms."""
+    """fail-rs style chain of terms.
+
+    The terms are copied, so one list can arm several times without sharing counts. Counted
+    hits the engine skipped without asking (the batch fast path only asks about the hit that
+    fires) were taken by ``off`` terms; :meth:`_catch_up` books them before each decision."""
 
     def __init__(self, terms: list[Term]) -> None:
         if not terms:
             raise FaultError("a fault chain needs at least one term")
-        self.terms = terms
+        self.terms = [Term(t.kind, t.count, t.probability) for t in terms]
         self.deterministic = all(t.probability is None for t in terms)
+        self.seen = 0  # counted hits accounted for (decided or booked by _catch_up)
+
+    def _catch_up(self, upto: int) -> None:
+        """Book hits ``seen+1 .. upto`` as taken by the current ``off`` terms. A firing term is
+        never consumed here: a hit that fired through another arming leaves it for later."""
+        n, self.seen = upto - self.seen, max(self.seen, upto)
+        for term in self.terms:
+            if n <= 0 or not isinstance(term.kind, Off):
+                if term.remaining != 0:
+                    return
+                continue
+            if term.remaining is None:
+                return
+            take = min(n, term.remaining)
+            term.remaining -= take
+            n -= take
 
     def decide(self, k: int, rng: random.Random) -> Kind | None:
+        self._catch_up(k - 1)
+        self.seen = max(self.seen, k)
         for term in self.terms:
             if term.remaining == 0:
                 continue
@@ -142,6 +164,7 @@ class ChainPolicy:
 
     def first_fire(self, k0: int) -> int | None:
         # Deterministic chains consume their terms in order: skip the counted 'off' terms.
+        self._catch_up(k0 - 1)
         offs = 0
         for term in self.terms:
             if term.remaining == 0:
@@ -225,10 +248,11 @@ class Arming:
         if when is None:
             return range(count)
         if isinstance(when, Mapping):
-            if "index" in when and count > 1 and "index" in ctx:
+            if "index" in when and count > 1 and isinstance(ctx.get("index"), int):
                 rest = all(ctx.get(k) == v for k, v in when.items() if k != "index")
-                off = when["index"] - ctx["index"]
-                return [off] if rest and isinstance(off, int) and 0 <= off < count else []
+                want = when["index"]
+                off = want - ctx["index"] if isinstance(want, int) else -1
+                return [off] if rest and 0 <= off < count else []
             ok = all(_item_ctx(ctx, 0).get(k) == v for k, v in when.items())
             return range(count) if ok else []
         return [i for i in range(count) if when(_item_ctx(ctx, i))]

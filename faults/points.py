@@ -24,9 +24,15 @@ if TYPE_CHECKING:
 _ACTIVE = 0
 _REGISTRY: dict[str, FaultPoint] = {}
 _PROVIDERS_LOADED = False
-#: The slow path, installed by ``faults.scope`` (kept out of this module to avoid a cycle).
-_SLOW: Callable[[FaultPoint, int, dict[str, Any]], Fired | None]
 PROVIDER_GROUP = "faults.providers"
+
+
+def _slow_path_missing(point: FaultPoint, count: int, ctx: dict[str, Any]) -> Fired | None:
+    raise RuntimeError("faults.scope was not imported; import the faults package, not faults.points")
+
+
+#: The slow path, installed by ``faults.scope`` (kept out of this module to avoid a cycle).
+_SLOW: Callable[[FaultPoint, int, dict[str, Any]], Fired | None] = _slow_path_missing
 
 
 def _adjust_active(delta: int) -> None:
@@ -42,7 +48,7 @@ def active() -> bool:
 class FaultPoint:
     """A named failure site. Create with :func:`declare`."""
 
-    __slots__ = ("name", "kinds", "doc", "module")
+    __slots__ = ("doc", "kinds", "module", "name")
 
     def __init__(self, name: str, kinds: frozenset[str], doc: str, module: str) -> None:
         self.name = name

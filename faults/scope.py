@@ -74,7 +74,7 @@ class Scope:
         self.parent = parent
         self.inherit = inherit
         self.record = record
-        self.seed = seed if seed is not None else (parent.seed if parent is not None else None)
+        self.seed: int | None = seed if seed is not None else (parent.seed if parent else None)
         self.name = name
         self.by_point: dict[str, list[Arming]] = {}
         self.history: list[Arming] = []
@@ -241,7 +241,7 @@ def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str,
     offsets = [a.counted_offsets(count, ctx) for a in armings]
     if all(a.policy.deterministic for a in armings):
         best: tuple[int, int, int] | None = None  # (batch offset, arming position, k)
-        for pos, (a, offs) in enumerate(zip(armings, offsets)):
+        for pos, (a, offs) in enumerate(zip(armings, offsets, strict=True)):
             if not len(offs):
                 continue
             k = a.policy.first_fire(a.hits + 1)
@@ -251,7 +251,7 @@ def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str,
             if j < len(offs) and (best is None or offs[j] < best[0]):
                 best = (offs[j], pos, k)
         stop = count if best is None else best[0] + 1
-        for a, offs in zip(armings, offsets):
+        for a, offs in zip(armings, offsets, strict=True):
             a.hits += _count_below(offs, stop)
         if best is None:
             return None
@@ -260,13 +260,17 @@ def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str,
         assert kind is not None
         return _fire(point, winner, kind, best[0], ctx)
     # General case: item by item, arming by arming.
-    sets = [set(o) if isinstance(o, list) else o for o in offsets]
+    sets: list[range | set[int]] = [set(o) if isinstance(o, list) else o for o in offsets]
     for i in range(count):
-        for a, offs in zip(armings, sets):
-            if i in offs:
+        for pos, (a, members) in enumerate(zip(armings, sets, strict=True)):
+            if i in members:
                 a.hits += 1
                 kind = a.policy.decide(a.hits, a.rng)
                 if kind is not None:
+                    # Every arming counts the hit that fired (as the deterministic path does).
+                    for later, loffs in zip(armings[pos + 1:], sets[pos + 1:], strict=True):
+                        if i in loffs:
+                            later.hits += 1
                     return _fire(point, a, kind, i, ctx)
     return None
 
