@@ -8,10 +8,14 @@
     ...
     with faults.inject("my_alloc", faults.enomem(), nth=2):
         run()
+    with faults.scope():
+        faults.arm("my_alloc=2*off->1*enomem")    # the text grammar (faults.grammar)
+        run()
 """
 
 from .arming import Arming, ChainPolicy, RulePolicy, Term
 from .errors import FaultError, KindNotAllowed, SpecSyntaxError, UnknownKind, UnknownPoint
+from .grammar import arm, parse
 from .kinds import (
     Callback,
     Errno,
@@ -42,12 +46,14 @@ from .scope import (
     open_scope,
     scope,
 )
+from .spec import ArmingSpec, RuleSpec, TermSpec, format_spec
 
 __all__ = [
-    "Arming", "Callback", "ChainPolicy", "Errno", "ExtraRefcount", "FaultError", "FaultPoint",
-    "Fired", "Kind", "KindNotAllowed", "Off", "PointInfo", "RulePolicy", "Scope",
-    "SpecSyntaxError", "SpeculativeRefcount", "TdxError", "Term", "TraceEvent", "UnknownKind",
-    "UnknownPoint", "activate", "active", "deactivate", "as_kind", "callback", "catalog", "current", "declare", "enomem",
-    "errno_kind", "extra_refcount", "get_point", "inject", "inject_chain", "make_kind",
-    "match_points", "open_scope", "scope", "speculative_refcount", "tdx_error",
+    "Arming", "ArmingSpec", "Callback", "ChainPolicy", "Errno", "ExtraRefcount", "FaultError",
+    "FaultPoint", "Fired", "Kind", "KindNotAllowed", "Off", "PointInfo", "RulePolicy", "RuleSpec",
+    "Scope", "SpecSyntaxError", "SpeculativeRefcount", "TdxError", "Term", "TermSpec", "TraceEvent",
+    "UnknownKind", "UnknownPoint", "activate", "active", "arm", "as_kind", "callback", "catalog",
+    "current", "deactivate", "declare", "enomem", "errno_kind", "extra_refcount", "format_spec",
+    "get_point", "inject", "inject_chain", "make_kind", "match_points", "open_scope", "parse",
+    "scope", "speculative_refcount", "tdx_error",
 ]

@@ -30,8 +30,16 @@ class SpecSyntaxError(FaultError):
         self.pos = pos
         self.source = source
         where = f" (from {source})" if source else ""
-        caret = " " * pos + "^"
-        super().__init__(f"{message} at character {pos + 1}{where}:\n  {text}\n  {caret}")
+        super().__init__(f"{message} at character {pos + 1}{where}:\n{caret_lines(text, pos)}")
+
+
+def caret_lines(text: str, pos: int) -> str:
+    """The line of ``text`` holding ``pos`` and a caret under it (tabs kept aligned)."""
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    line = text[start:] if end < 0 else text[start:end]
+    pad = "".join(c if c == "\t" else " " for c in line[: pos - start])
+    return f"  {line}\n  {pad}^"
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
