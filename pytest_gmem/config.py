@@ -1,0 +1,476 @@
+"""Settings of the gmem plugin: where each value comes from, and marker arguments.
+
+Nothing here imports pytest. The plugin hands in plain mappings (command line, environment,
+ini file) and gets back frozen values; a bad value raises :class:`ConfigError` naming the
+value and where it came from ("from --gmem-revision", "from GMEM_FAULTS", "from marker
+enomem on test_x").
+
+Precedence, for every setting: command line > environment > ini file > default. A marker on
+the test wins over all of them for that test (``gmem(revision=...)``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faults
+
+# --- option names, environment variables, ini keys, help texts --------------------------------
+#: (command line, environment variable, ini key) per setting.
+REVISION = ("--gmem-revision", "GMEM_REVISION", "gmem_revision")
+FAULTS = ("--gmem-fault", "GMEM_FAULTS", "gmem_faults")
+SEED = ("--gmem-seed", "GMEM_SEED", "gmem_seed")
+REPORT = ("--gmem-report", "GMEM_REPORT", "gmem_report")
+
+DEFAULT_REVISION = "fixed"
+#: Known revisions when the model cannot be asked (it is the model's ``REVISIONS`` otherwise).
+FALLBACK_REVISIONS = ("rfc-v2", "fixed", "prealloc")
+
+REVISION_HELP = (
+    "Kernel behaviour the model follows for every test: one of rfc-v2, fixed, prealloc "
+    "(env GMEM_REVISION, ini gmem_revision; marker gmem(revision=...) wins). Default: 'fixed'."
+)
+FAULT_HELP = (
+    "Arm a fault for every test, in the fault grammar, e.g. "
+    "'kvm_gmem_shareability_store=1*off->1*enomem'. Repeatable. Replaces GMEM_FAULTS "
+    "(';'-separated) and ini gmem_faults (one per line). Default: none."
+)
+SEED_HELP = (
+    "Session seed; each test's seed is derived from it and the test's node id "
+    "(env GMEM_SEED, ini gmem_seed). Default: a random seed, printed in the header."
+)
+POINTS_HELP = "Print the fault-point catalog (name, kinds, description) and exit."
+REPORT_HELP = (
+    "Write a JSON report to PATH: per test the faults armed and fired and the outcome; per "
+    "fault point the tests that reached it and fired it (env GMEM_REPORT, ini gmem_report). "
+    "Default: no report."
+)
+SWEEP_HELP = "Run every test that uses the model once per reachable fault (point, kind, nth). Default: off."
+
+
+class ConfigError(ValueError):
+    """A bad setting or marker argument; the message names the value and its source."""
+
+
+# --- session settings ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class FaultText:
+    """One fault in the text grammar, with where it came from."""
+
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's session-wide settings, resolved once."""
+
+    revision: str = DEFAULT_REVISION
+    revision_source: str = "default"
+    faults: tuple[FaultText, ...] = ()
+    seed: int = 0
+    seed_source: str = "default"
+    report: str | None = None
+    report_source: str = "default"
+
+
+def _pick(cli: Any, env: str | None, ini: Any, names: tuple[str, str, str]) -> tuple[Any, str]:
+    """The first value given, by precedence, and its source label."""
+    if cli not in (None, "", [], ()):
+        return cli, names[0]
+    if env not in (None, ""):
+        return env, names[1]
+    if ini not in (None, "", [], ()):
+        return ini, f"ini {names[2]}"
+    return None, "default"
+
+
+def parse_seed(value: object, source: str) -> int:
+    """A seed is a non-negative integer (decimal or 0x hex)."""
+    try:
+        seed = int(str(value).strip(), 0)
+    except ValueError:
+        raise ConfigError(f"invalid seed {value!r} from {source}: expected a non-negative integer") from None
+    if seed < 0:
+        raise ConfigError(f"invalid seed {value!r} from {source}: expected a non-negative integer")
+    return seed
+
+
+def check_revision(value: object, source: str, known: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in known:
+        raise ConfigError(
+            f"unknown revision {value!r} from {source}; known: {', '.join(known)}"
+            + suggest(str(value), known)
+        )
+    return value
+
+
+def split_faults(value: object, source: str) -> list[FaultText]:
+    """The faults one source gives: a list (command line, ini lines) or one string
+    (``GMEM_FAULTS``, ';'-separated armings are kept together: the grammar splits them)."""
+    items: Iterable[object] = value if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if text:
+            out.append(FaultText(text, source))
+    return out
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    ini: Mapping[str, Any],
+    *,
+    known_revisions: Callable[[], Sequence[str]],
+    random_seed: Callable[[], int],
+) -> Settings:
+    """Resolve the settings. ``cli`` and ``ini`` are keyed by the ini key names
+    (``gmem_revision``...). ``known_revisions`` is only called when a revision is given,
+    so a default run does not import the model."""
+    rev, rev_src = _pick(cli.get("gmem_revision"), env.get(REVISION[1]), ini.get("gmem_revision"), REVISION)
+    revision = DEFAULT_REVISION if rev is None else check_revision(rev, f"{rev_src}", known_revisions())
+    flt, flt_src = _pick(cli.get("gmem_faults"), env.get(FAULTS[1]), ini.get("gmem_faults"), FAULTS)
+    fault_texts = tuple(split_faults(flt, flt_src)) if flt is not None else ()
+    sd, sd_src = _pick(cli.get("gmem_seed"), env.get(SEED[1]), ini.get("gmem_seed"), SEED)
+    seed = random_seed() if sd is None else parse_seed(sd, sd_src)
+    rp, rp_src = _pick(cli.get("gmem_report"), env.get(REPORT[1]), ini.get("gmem_report"), REPORT)
+    return Settings(
+        revision=revision,
+        revision_source=rev_src,
+        faults=fault_texts,
+        seed=seed,
+        seed_source="random" if sd is None else sd_src,
+        report=None if rp is None else str(rp),
+        report_source=rp_src,
+    )
+
+
+def seed_for(session_seed: int, nodeid: str) -> int:
+    """A test's own seed: stable for a node id whatever else is selected, and under xdist."""
+    import zlib
+
+    return (session_seed + zlib.crc32(nodeid.encode())) % (1 << 32)
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- markers ------------------------------------------------------------------------------
+#: ``pytest --markers`` lines: the signature, then what the marker does.
+MARKER_HELP = {
+    "gmem": (
+        "gmem(size='4M', page_size='2M', mmap=True, init_private=False, vm_type='sw_protected', "
+        "revision=None, hugetlb=None, check=True): how the gmem_host, gmem_vm and gmem fixtures "
+        "are built; revision=None means --gmem-revision (default 'fixed'); check=False skips the "
+        "after-test host.check() and WARN check. Nearest marker wins, per argument."
+    ),
+    "enomem": (
+        "enomem(point, nth=1, times=1, **when): the fault point (name or glob) fails with ENOMEM "
+        "on its nth hit during the test body, times times; extra keywords filter the hits by "
+        "context, e.g. phase='rollback'. Markers accumulate."
+    ),
+    "speculative_refcount": (
+        "speculative_refcount(point, refs=1, hold=None, nth=1, times=1, **when): transient extra "
+        "references on the folio at that point, dropped after hold spins (None: held until the "
+        "test body ends)."
+    ),
+    "tdx_unmap_failure": (
+        "tdx_unmap_failure(point='tdh_mem_page_remove', error='TDX_OPERAND_BUSY', nth=1, times=1): "
+        "the TDX module refuses the S-EPT removal; error='fatal' for a non-retryable error."
+    ),
+    "fault": (
+        "fault(spec): arm any fault in the text grammar for the test body, e.g. "
+        "fault('kvm_gmem_shareability_store=1*off->1*enomem'). Markers accumulate."
+    ),
+    "fault_sweep": (
+        "fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None): run the test once per reachable "
+        "(point, kind, nth), each as its own item."
+    ),
+    "allow_warn": (
+        "allow_warn(pattern): a kernel WARN whose location or message matches the regular "
+        "expression does not fail the test. Markers accumulate."
+    ),
+}
+
+FAULT_MARKERS = ("enomem", "speculative_refcount", "tdx_unmap_failure", "fault")
+
+
+# The marker signatures, as functions so ``inspect.signature().bind`` checks the arguments.
+def _sig_gmem(
+    *,
+    size: int | str = "4M",
+    page_size: str = "2M",
+    mmap: bool = True,
+    init_private: bool = False,
+    vm_type: str = "sw_protected",
+    revision: str | None = None,
+    hugetlb: Mapping[str, int] | None = None,
+    check: bool = True,
+) -> None: ...
+
+
+def _sig_enomem(point: str, nth: int = 1, times: int | None = 1, **when: Any) -> None: ...
+
+
+def _sig_speculative_refcount(
+    point: str, refs: int = 1, hold: int | None = None, nth: int = 1, times: int | None = 1, **when: Any
+) -> None: ...
+
+
+def _sig_tdx_unmap_failure(
+    point: str = "tdh_mem_page_remove", error: str = "TDX_OPERAND_BUSY", nth: int = 1, times: int | None = 1
+) -> None: ...
+
+
+def _sig_fault(spec: str) -> None: ...
+
+
+def _sig_allow_warn(pattern: str) -> None: ...
+
+
+SIGNATURES: dict[str, inspect.Signature] = {
+    "gmem": inspect.signature(_sig_gmem),
+    "enomem": inspect.signature(_sig_enomem),
+    "speculative_refcount": inspect.signature(_sig_speculative_refcount),
+    "tdx_unmap_failure": inspect.signature(_sig_tdx_unmap_failure),
+    "fault": inspect.signature(_sig_fault),
+    "allow_warn": inspect.signature(_sig_allow_warn),
+}
+
+PAGE_SIZES = ("4K", "2M", "1G")
+VM_TYPES = ("sw_protected", "tdx")
+
+
+def bind(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Bind a marker's arguments to its signature; ``where`` is "marker X on test_y"."""
+    sig = SIGNATURES[marker]
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        names = [p for p in sig.parameters if sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
+        extra = [k for k in kwargs if k not in sig.parameters]
+        hint = suggest(extra[0], names) if extra else ""
+        raise ConfigError(f"{where}: {exc}{hint}; signature: {MARKER_HELP[marker].split(':')[0]}") from None
+    bound.apply_defaults()
+    values = dict(bound.arguments)
+    when = values.pop("when", None)
+    if when:
+        # A context filter that looks like a misspelt argument would silently never match.
+        names = [p for p in sig.parameters if p != "when"]
+        for key in when:
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            if close:
+                raise ConfigError(
+                    f"{where}: unexpected argument {key!r} (did you mean {close[0]!r}?); extra keyword "
+                    "arguments are context filters"
+                )
+        values["when"] = dict(when)
+    return values
+
+
+@dataclass(frozen=True)
+class GmemParams:
+    """How the model fixtures are built for one test (the ``gmem`` marker over defaults)."""
+
+    size: int | str = "4M"
+    page_size: str = "2M"
+    mmap: bool = True
+    init_private: bool = False
+    vm_type: str = "sw_protected"
+    revision: str | None = None
+    revision_source: str = "default"
+    hugetlb: Mapping[str, int] | None = None
+    check: bool = True
+
+
+_SIZE_RE = re.compile(r"^\d+[KMG]?$")
+
+
+def gmem_params(
+    markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
+    where: str,
+    known_revisions: Callable[[], Sequence[str]],
+) -> GmemParams:
+    """Merge ``gmem`` markers, farthest first (module, class, function): the nearest wins for
+    each argument it gives."""
+    values: dict[str, Any] = {}
+    for args, kwargs in markers:
+        if args:
+            raise ConfigError(f"{where}: takes keyword arguments only, got positional {tuple(args)!r}")
+        bound = bind("gmem", (), kwargs, where)
+        values.update({k: v for k, v in bound.items() if k in kwargs})
+    size = values.get("size", "4M")
+    if isinstance(size, bool) or not (
+        (isinstance(size, int) and size > 0) or (isinstance(size, str) and _SIZE_RE.match(size))
+    ):
+        raise ConfigError(f"{where}: invalid size {size!r}; expected bytes or a string like '4K', '2M', '8G'")
+    page_size = values.get("page_size", "2M")
+    if page_size not in PAGE_SIZES:
+        raise ConfigError(
+            f"{where}: invalid page_size {page_size!r}; expected one of {', '.join(PAGE_SIZES)}"
+            + suggest(str(page_size), PAGE_SIZES)
+        )
+    vm_type = values.get("vm_type", "sw_protected")
+    if vm_type not in VM_TYPES:
+        raise ConfigError(
+            f"{where}: invalid vm_type {vm_type!r}; expected one of {', '.join(VM_TYPES)}"
+            + suggest(str(vm_type), VM_TYPES)
+        )
+    for flag in ("mmap", "init_private", "check"):
+        if flag in values and not isinstance(values[flag], bool):
+            raise ConfigError(f"{where}: {flag} must be True or False, got {values[flag]!r}")
+    revision = values.get("revision")
+    if revision is not None:
+        revision = check_revision(revision, where, known_revisions())
+    hugetlb = values.get("hugetlb")
+    if hugetlb is not None:
+        if not isinstance(hugetlb, Mapping) or not all(
+            k in ("2M", "1G") and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for k, v in hugetlb.items()
+        ):
+            raise ConfigError(f"{where}: invalid hugetlb {hugetlb!r}; expected e.g. {{'2M': 64, '1G': 4}}")
+    return GmemParams(
+        size=size,
+        page_size=page_size,
+        mmap=values.get("mmap", True),
+        init_private=values.get("init_private", False),
+        vm_type=vm_type,
+        revision=revision,
+        revision_source=where if revision is not None else "default",
+        hugetlb=hugetlb,
+        check=values.get("check", True),
+    )
+
+
+# --- armings from markers and options -----------------------------------------------------
+@dataclass(frozen=True)
+class ArmRequest:
+    """One arming to make at the start of a test body: from a fault marker or --gmem-fault."""
+
+    source: str
+    point: str = ""
+    kind: str = ""
+    kind_args: tuple[tuple[str, Any], ...] = ()
+    nth: int | None = 1
+    times: int | None = 1
+    when: Mapping[str, Any] | None = None
+    spec: str | None = None  # text grammar form (fault marker, --gmem-fault)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def arm(self) -> list[faults.Arming]:
+        """Arm in the current faults scope; raises ConfigError naming the source."""
+        try:
+            if self.spec is not None:
+                return _arm_text(self.spec, self.source)
+            kind = faults.make_kind(self.kind, **dict(self.kind_args))
+            return [
+                faults.inject(
+                    self.point,
+                    kind,
+                    nth=self.nth,
+                    times=self.times,
+                    when=self.when or None,
+                    source=self.source,
+                )
+            ]
+        except ConfigError:
+            raise
+        except (faults.FaultError, ValueError, TypeError) as exc:
+            msg = str(exc)
+            if self.source not in msg:
+                msg = f"{msg} (from {self.source})"
+            raise ConfigError(msg) from None
+
+    def text(self) -> str:
+        """The arming in the text grammar (what ``--gmem-fault`` would take)."""
+        if self.spec is not None:
+            return self.spec
+        try:
+            from faults.spec import ArmingSpec, RuleSpec, TermSpec, format_spec, when_pairs
+
+            kind = faults.make_kind(self.kind, **dict(self.kind_args))
+            rule = RuleSpec(nth=self.nth, times=self.times)
+            spec = ArmingSpec(self.point, (TermSpec(kind),), rule, when_pairs(self.when or {}))
+            return format_spec(spec)
+        except Exception:  # no grammar, or a value without a text form
+            when = "".join(f",{k}={v!r}" for k, v in (self.when or {}).items())
+            return f"{self.point}={self.kind}(nth={self.nth},times={self.times}{when})"
+
+
+def _arm_text(text: str, source: str) -> list[faults.Arming]:
+    arm = getattr(faults, "arm", None)
+    if arm is None:
+        try:
+            from faults import grammar
+        except ImportError:
+            raise ConfigError(f"cannot arm {text!r} from {source}: this faults has no text grammar") from None
+        arm = grammar.arm
+    result = arm(text, source=source)
+    return [a for a in result if isinstance(a, faults.Arming)]
+
+
+def marker_requests(
+    marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str
+) -> list[ArmRequest]:
+    """The armings a fault marker asks for (arguments checked, names checked later by arming)."""
+    v = bind(marker, args, kwargs, where)
+    if marker == "fault":
+        spec = v["spec"]
+        if not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(f"{where}: spec must be a non-empty string in the fault grammar, got {spec!r}")
+        return [ArmRequest(source=where, spec=spec.strip())]
+    for name in ("nth", "times"):
+        value = v.get(name)
+        if value is None and name == "times":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {name} must be an integer >= 1, got {value!r}")
+    point = v["point"]
+    if not isinstance(point, str) or not point:
+        raise ConfigError(f"{where}: point must be a fault point name or glob, got {point!r}")
+    when = v.get("when")
+    if marker == "enomem":
+        return [ArmRequest(where, point, "ENOMEM", (), v["nth"], v["times"], when)]
+    if marker == "speculative_refcount":
+        refs, hold = v["refs"], v["hold"]
+        if isinstance(refs, bool) or not isinstance(refs, int) or refs < 1:
+            raise ConfigError(f"{where}: refs must be an integer >= 1, got {refs!r}")
+        if hold is not None and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 0):
+            raise ConfigError(f"{where}: hold must be an integer >= 0 or None, got {hold!r}")
+        args_ = (("refs", refs), ("hold", hold))
+        return [ArmRequest(where, point, "speculative_refcount", args_, v["nth"], v["times"], when)]
+    if marker == "tdx_unmap_failure":
+        return [ArmRequest(where, point, "tdx_error", (("code", v["error"]),), v["nth"], v["times"], None)]
+    raise ConfigError(f"{where}: not a fault marker")  # pragma: no cover - guarded by the caller
+
+
+def allow_patterns(
+    markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], where: str
+) -> list[re.Pattern[str]]:
+    out = []
+    for args, kwargs in markers:
+        pattern = bind("allow_warn", args, kwargs, where)["pattern"]
+        if not isinstance(pattern, str):
+            raise ConfigError(f"{where}: pattern must be a regular expression string, got {pattern!r}")
+        try:
+            out.append(re.compile(pattern))
+        except re.error as exc:
+            raise ConfigError(f"{where}: invalid regular expression {pattern!r}: {exc}") from None
+    return out
+
+
+def validate(requests: Sequence[ArmRequest]) -> None:
+    """Arm each request in a scratch scope and disarm at once: every name, kind and argument
+    is checked exactly as the real arming will check it, without firing anything."""
+    with faults.scope(inherit=False):
+        for req in requests:
+            for arming in req.arm():
+                arming.disarm()

@@ -1,0 +1,402 @@
+"""pytest-gmem: fixtures, markers and options over the guest_memfd model and ``faults``.
+
+Hooks, options, markers and fixtures only; the logic lives in pytest-free modules:
+``config`` (settings and marker arguments), ``testrun`` (a test's faults scope and checks),
+``report`` (sections, summary, JSON), ``hooks`` (this plugin's hookspecs).
+
+Life of a test: at setup a fresh recording faults scope is made current and the markers are
+checked; just before the body the marker and ``--gmem-fault`` faults are armed; after the body
+everything is disarmed and every host the test built is checked (``host.check()`` and its WARN
+log); at the end of teardown the hosts are closed and checked again, and the scope is left and
+closed, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Generator, Mapping, Sequence
+from importlib import import_module
+from typing import Any
+
+import pytest
+
+from . import config as cfg
+from .report import (
+    Summary,
+    build_record,
+    combine_outcome,
+    describe_state,
+    format_catalog,
+    format_trace,
+    interesting,
+    problems_text,
+    section_text,
+)
+from .testrun import FaultsFixture, GmemFactory, Problem, TestRun
+
+SETTINGS = pytest.StashKey[cfg.Settings]()
+SESSION_FAULTS = pytest.StashKey[list[cfg.ArmRequest]]()
+RUN = pytest.StashKey[TestRun]()
+PARAMS = pytest.StashKey[cfg.GmemParams]()
+PHASES = pytest.StashKey[dict[str, tuple[str, bool]]]()
+MODEL_FIXTURES = frozenset({"gmem_host", "gmem_vm", "gmem", "gmem_factory"})
+
+
+# --- options, markers, settings -----------------------------------------------------------------
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gmem", "guest_memfd model and fault injection (pytest-gmem)")
+    group.addoption(
+        "--gmem-revision", dest="gmem_revision", metavar="NAME", default=None, help=cfg.REVISION_HELP
+    )
+    group.addoption(
+        "--gmem-fault", dest="gmem_faults", metavar="SPEC", action="append", default=[], help=cfg.FAULT_HELP
+    )
+    group.addoption("--gmem-seed", dest="gmem_seed", metavar="N", default=None, help=cfg.SEED_HELP)
+    group.addoption(
+        "--gmem-points", dest="gmem_points", action="store_true", default=False, help=cfg.POINTS_HELP
+    )
+    group.addoption("--gmem-report", dest="gmem_report", metavar="PATH", default=None, help=cfg.REPORT_HELP)
+    group.addoption(
+        "--gmem-sweep", dest="gmem_sweep", action="store_true", default=False, help=cfg.SWEEP_HELP
+    )
+    parser.addini("gmem_revision", cfg.REVISION_HELP, default="")
+    parser.addini("gmem_faults", cfg.FAULT_HELP, type="linelist", default=[])
+    parser.addini("gmem_seed", cfg.SEED_HELP, default="")
+    parser.addini("gmem_report", cfg.REPORT_HELP, default="")
+
+
+def _known_revisions() -> Sequence[str]:
+    revisions = getattr(import_module("pytest_gmem.model"), "REVISIONS", None)
+    return tuple(revisions) if revisions else cfg.FALLBACK_REVISIONS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for help_line in cfg.MARKER_HELP.values():
+        config.addinivalue_line("markers", help_line)
+    names = ("gmem_revision", "gmem_faults", "gmem_seed", "gmem_report")
+    cli = {n: config.getoption(n) for n in names}
+    ini = {n: config.getini(n) for n in names}
+    workerinput: Mapping[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and "gmem_seed" in workerinput:
+        cli["gmem_seed"] = str(workerinput["gmem_seed"])  # the controller's seed, same on all workers
+    try:
+        settings = cfg.resolve(
+            cli,
+            os.environ,
+            ini,
+            known_revisions=_known_revisions,
+            random_seed=lambda: random.randrange(1 << 32),
+        )
+        session_faults = [cfg.ArmRequest(source=f"{f.source}", spec=f.text) for f in settings.faults]
+        cfg.validate(session_faults)
+    except cfg.ConfigError as exc:
+        raise pytest.UsageError(f"gmem: {exc}") from None
+    config.stash[SETTINGS] = settings
+    config.stash[SESSION_FAULTS] = session_faults
+    config.pluginmanager.register(_Collector(config), "gmem-collector")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(settings.seed), "gmem-xdist")
+    if config.pluginmanager.hasplugin("faker"):
+        config.pluginmanager.register(_FakerSeed(), "gmem-faker")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.option.gmem_points:
+        return None
+    import faults
+
+    config._do_configure()  # as pytest's own --markers does
+    try:
+        config.get_terminal_writer().line(format_catalog(faults.catalog()))
+    finally:
+        config._ensure_unconfigure()
+    return 0
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash[SETTINGS]
+    lines = [f"gmem: --gmem-seed={settings.seed}"]
+    if settings.revision_source != "default" or settings.faults:
+        extra = [f"revision={settings.revision} (from {settings.revision_source})"]
+        extra += [f"fault {f.text!r} (from {f.source})" for f in settings.faults]
+        lines.append("gmem: " + ", ".join(extra))
+    return lines
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m gmem` selects every test that uses the model, marked or not.
+    for item in items:
+        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not item.get_closest_marker(
+            "gmem"
+        ):
+            item.add_marker(pytest.mark.gmem)
+
+
+# --- the life of one test -------------------------------------------------------------------
+def _read_markers(item: pytest.Item) -> tuple[cfg.GmemParams, list[cfg.ArmRequest], list[Any]]:
+    def where(marker: str) -> str:
+        return f"marker {marker} on {item.name}"
+
+    gmem_marks = [(m.args, m.kwargs) for m in reversed(list(item.iter_markers("gmem")))]
+    params = cfg.gmem_params(gmem_marks, where("gmem"), _known_revisions)
+    requests = [
+        req
+        for m in item.iter_markers()
+        if m.name in cfg.FAULT_MARKERS
+        for req in cfg.marker_requests(m.name, m.args, m.kwargs, where(m.name))
+    ]
+    allow = cfg.allow_patterns(
+        [(m.args, m.kwargs) for m in item.iter_markers("allow_warn")], where("allow_warn")
+    )
+    return params, requests, allow
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # A plain hook (not a wrapper) so that failing here leaves other plugins' setup wrappers,
+    # and their teardown, consistent; tryfirst: before the fixtures are set up.
+    settings = item.config.stash[SETTINGS]
+    run = TestRun(item.nodeid, cfg.seed_for(settings.seed, item.nodeid))
+    item.stash[RUN] = run
+    run.start()
+    run.scope.listeners.append(lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired))
+    error: str | None = None
+    try:
+        params, requests, allow = _read_markers(item)
+        cfg.validate(requests)
+    except cfg.ConfigError as exc:
+        error = str(exc)
+    if error is not None:
+        pytest.fail(f"gmem: {error}", pytrace=False)
+    item.stash[PARAMS] = params
+    run.requests = [*item.config.stash[SESSION_FAULTS], *requests]
+    run.allow = allow
+    run.check = params.check
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    run = item.stash.get(RUN, None)
+    if run is None:
+        return (yield)
+    error: str | None = None
+    try:
+        run.arm()
+    except cfg.ConfigError as exc:
+        error = str(exc)
+    if error is not None:
+        pytest.fail(f"gmem: {error}", pytrace=False)
+    try:
+        result = yield
+    except BaseException:
+        _after_body(item, run, body_failed=True)
+        raise
+    _after_body(item, run, body_failed=False)
+    return result
+
+
+def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
+    problems = run.end_body()
+    settings = item.config.stash[SETTINGS]
+    record = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
+    if interesting(record):
+        item.add_report_section("call", "gmem faults", section_text(record))
+    if problems:
+        text = _problems_text(run, problems, record["reproduce"])
+        if body_failed:
+            item.add_report_section("call", "gmem check", text)
+        else:
+            pytest.fail(text, pytrace=False)
+
+
+def _problems_text(run: TestRun, problems: list[Problem], reproduce: str) -> str:
+    return problems_text(
+        run.nodeid, problems, describe_state(run.hosts, run.files), format_trace(run.scope), reproduce
+    )
+
+
+def _cli_revision(settings: cfg.Settings) -> str | None:
+    return settings.revision if settings.revision_source != "default" else None
+
+
+def _cli_faults(settings: cfg.Settings) -> list[str]:
+    return [f.text for f in settings.faults]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    run = item.stash.get(RUN, None)
+    try:
+        result = yield
+    finally:
+        if run is not None:
+            earlier = bool(run.problems)
+            try:
+                problems = run.close_hosts()
+            finally:
+                run.finish()
+            if problems and not earlier:
+                settings = item.config.stash[SETTINGS]
+                reproduce = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
+                pytest.fail(_problems_text(run, problems, reproduce["reproduce"]), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    run = item.stash.get(RUN, None)
+    if run is None:
+        return report
+    phases = item.stash.setdefault(PHASES, {})
+    phases[report.when] = (report.outcome, hasattr(report, "wasxfail"))
+    if report.when == "teardown":
+        settings = item.config.stash[SETTINGS]
+        record = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
+        record["outcome"] = combine_outcome(phases)
+        report.gmem = record  # builtins only: serialized to the xdist controller with the report
+        item.ihook.pytest_gmem_test_outcome(item=item, outcome=record["outcome"], record=record)
+    return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_gmem_make_host(revision: str, hugetlb: Mapping[str, int] | None) -> Any:
+    from pytest_gmem import Host
+
+    kwargs: dict[str, Any] = {"revision": revision}
+    if hugetlb is not None:
+        kwargs["hugetlb"] = dict(hugetlb)
+    return Host(**kwargs)
+
+
+class _Collector:
+    """Gathers the tests' records (on the xdist controller: from the workers' reports)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.summary = Summary()
+        self.is_worker = hasattr(config, "workerinput")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "gmem", None)
+        if report.when == "teardown" and isinstance(record, dict):
+            self.summary.add(record)
+
+    def _json_settings(self) -> dict[str, Any]:
+        s = self.config.stash[SETTINGS]
+        return {"seed": s.seed, "revision": s.revision, "faults": [f.text for f in s.faults]}
+
+    def pytest_sessionfinish(self) -> None:
+        path = self.config.stash[SETTINGS].report
+        if path and not self.is_worker:
+            self.summary.write_json(path, self._json_settings())
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        records = [r for r in self.summary.records.values() if interesting(r)]
+        settings = self.config.stash[SETTINGS]
+        if records:
+            terminalreporter.write_sep("=", "gmem fault summary")
+            for line in self.summary.table_lines():
+                terminalreporter.write_line(line)
+            unfired = self.summary.unfired_lines()
+            if unfired:
+                terminalreporter.write_line(f"armed but never fired ({len(unfired)}):")
+                for line in unfired:
+                    terminalreporter.write_line(f"  {line}")
+            terminalreporter.write_line(f"gmem: --gmem-seed={settings.seed}")
+        if settings.report:
+            terminalreporter.write_line(f"gmem: JSON report written to {settings.report}")
+
+
+class _XdistHooks:
+    """The controller's seed travels to every worker (same seed everywhere: per-test seeds come
+    from node ids, so they do not depend on which worker runs a test)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["gmem_seed"] = self.seed
+
+
+class _FakerSeed:
+    """Faker's ``faker`` fixture seeds itself from a ``faker_seed`` fixture when one is active."""
+
+    @pytest.fixture(autouse=True)
+    def faker_seed(self, request: pytest.FixtureRequest) -> int:
+        return cfg.seed_for(request.config.stash[SETTINGS].seed, request.node.nodeid)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+def _run(request: pytest.FixtureRequest) -> TestRun:
+    item: pytest.Item = request.node
+    run = item.stash.get(RUN, None)
+    if run is None:  # pragma: no cover - only if another plugin skips our setup hook
+        raise pytest.UsageError("gmem: fixtures need the gmem plugin's setup hook")
+    return run
+
+
+def _params(request: pytest.FixtureRequest) -> cfg.GmemParams:
+    item: pytest.Item = request.node
+    return item.stash.get(PARAMS, cfg.GmemParams())
+
+
+def _make_host(
+    request: pytest.FixtureRequest, revision: str | None, hugetlb: Mapping[str, int] | None
+) -> Any:
+    params = _params(request)
+    rev = revision or params.revision or request.config.stash[SETTINGS].revision
+    pools = hugetlb if hugetlb is not None else params.hugetlb
+    host = request.node.ihook.pytest_gmem_make_host(
+        item=request.node, config=request.config, revision=rev, hugetlb=pools
+    )
+    return _run(request).add_host(host)
+
+
+@pytest.fixture
+def gmem_host(request: pytest.FixtureRequest) -> Any:
+    """The ``Host`` of the test: pools and revision from the ``gmem`` marker and
+    ``--gmem-revision``. Checked after the test body, closed and checked again at teardown."""
+    return _make_host(request, None, None)
+
+
+@pytest.fixture
+def gmem_vm(gmem_host: Any, request: pytest.FixtureRequest) -> Any:
+    """A VM on ``gmem_host``, of the ``gmem`` marker's ``vm_type`` (default sw_protected)."""
+    return gmem_host.create_vm(vm_type=_params(request).vm_type)
+
+
+@pytest.fixture
+def gmem_factory(request: pytest.FixtureRequest) -> GmemFactory:
+    """Make more: ``gmem_factory(size=..., page_size=..., vm=...)`` files (default: on
+    ``gmem_vm``), ``gmem_factory.vm(host)``, ``gmem_factory.host(revision=..., hugetlb=...)``."""
+    return GmemFactory(
+        _run(request),
+        _params(request),
+        lambda revision, hugetlb: _make_host(request, revision, hugetlb),
+        lambda: request.getfixturevalue("gmem_vm"),
+    )
+
+
+@pytest.fixture
+def gmem(gmem_factory: GmemFactory) -> Any:
+    """A ``GuestMemfd`` on ``gmem_vm`` built from the ``gmem`` marker (default: 4M of 2M HugeTLB
+    pages, mmap-able, initially shared)."""
+    return gmem_factory()
+
+
+@pytest.fixture(name="faults")
+def faults_fixture(request: pytest.FixtureRequest) -> FaultsFixture:
+    """Arm faults in the test body: ``faults.inject(point, kind, nth=...)``, ``faults.arm(spec)``;
+    read ``faults.trace``, ``faults.fired``, ``faults.census``. They end with the test."""
+    return FaultsFixture(_run(request), request.node.name)

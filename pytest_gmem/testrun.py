@@ -1,0 +1,251 @@
+"""One test's faults scope, its armings, the hosts it built, and the after-test checks.
+
+Pytest-free: the plugin creates a :class:`TestRun` at setup, arms it just before the test
+body, calls :meth:`TestRun.end_body` after it and :meth:`TestRun.finish` at the very end of
+teardown, whatever happened in between. The ``faults`` and ``gmem_factory`` fixture objects
+live here too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faults
+
+from .config import ArmRequest, GmemParams
+
+
+@dataclass
+class Problem:
+    """Something the after-test check found: a broken invariant or an unexpected WARN."""
+
+    kind: str  # "invariant" or "warn"
+    text: str
+
+
+def warn_text(record: object) -> str:
+    """One WARN record as a line: location, message, and the fault that was active."""
+    where = getattr(record, "where", None)
+    message = getattr(record, "message", None)
+    fault = getattr(record, "fault", None)
+    if where is None and message is None:
+        return str(record)
+    line = f"WARN at {where}: {message}"
+    return line + (f" (while fault {fault} was active)" if fault else "")
+
+
+def warn_allowed(record: object, allow: Sequence[re.Pattern[str]]) -> bool:
+    fields = [str(getattr(record, "where", "")), str(getattr(record, "message", "")), warn_text(record)]
+    return any(p.search(f) for p in allow for f in fields)
+
+
+@dataclass
+class TestRun:
+    """The plugin's state for one test."""
+
+    __test__ = False  # not a test class, whatever pytest's python_classes says
+
+    nodeid: str
+    seed: int
+    requests: Sequence[ArmRequest] = ()
+    allow: Sequence[re.Pattern[str]] = ()
+    check: bool = True
+    scope: faults.Scope = field(init=False)
+    hosts: list[Any] = field(default_factory=list)
+    files: list[Any] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    armed_at_start: list[faults.Arming] = field(default_factory=list)
+    used_model: bool = False
+    texts: dict[int, str] = field(default_factory=dict)  # arming id -> its text-grammar form
+    _token: Any = None
+    _warn_seen: dict[int, int] = field(default_factory=dict)
+    _closed_hosts: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # inherit=False: nothing armed outside the test (at module import, in another test that
+        # leaked a handle) can fire inside it.
+        self.scope = faults.open_scope(inherit=False, record=True, seed=self.seed, name=self.nodeid)
+
+    # --- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Make the test's scope current (setup, before any fixture)."""
+        self._token = faults.activate(self.scope)
+
+    def arm(self) -> None:
+        """Arm the marker and command-line faults (just before the test body)."""
+        for req in self.requests:
+            armings = req.arm()
+            if len(armings) == 1:
+                self.texts[id(armings[0])] = req.text()
+            self.armed_at_start.extend(armings)
+
+    def end_body(self) -> list[Problem]:
+        """Disarm everything (transient references are dropped), then check every host."""
+        for arming in reversed(self.scope.armings()):
+            arming.disarm()
+        return self.run_checks()
+
+    def run_checks(self) -> list[Problem]:
+        """host.check() and new WARNs of each host; returns only what is new since last time."""
+        if not self.check:
+            return []
+        found: list[Problem] = []
+        for host in self.hosts:
+            found.extend(self._check_host(host))
+        self.problems.extend(found)
+        return found
+
+    def _check_host(self, host: Any) -> list[Problem]:
+        found: list[Problem] = []
+        if not any(p.kind == "invariant" for p in self.problems):
+            try:
+                host.check()
+            except Exception as exc:  # InvariantViolation; anything else is a model bug to show
+                violations = getattr(exc, "violations", None) or [str(exc)]
+                name = type(exc).__name__
+                found.extend(Problem("invariant", f"{name}: {v}") for v in violations)
+        warnings = list(getattr(host, "warnings", []))
+        start = self._warn_seen.get(id(host), 0)
+        self._warn_seen[id(host)] = len(warnings)
+        for record in warnings[start:]:
+            if not warn_allowed(record, self.allow):
+                found.append(Problem("warn", warn_text(record)))
+        return found
+
+    def close_hosts(self) -> list[Problem]:
+        """Close every host (all its files) and check again: leaks show up only now."""
+        errors: list[Problem] = []
+        for host in self.hosts:
+            if id(host) in self._closed_hosts:
+                continue
+            self._closed_hosts.add(id(host))
+            try:
+                host.close()
+            except Exception as exc:
+                errors.append(Problem("invariant", f"host.close() raised {type(exc).__name__}: {exc}"))
+        self.problems.extend(errors)
+        return errors + self.run_checks()
+
+    def finish(self) -> None:
+        """Leave the test's scope and disarm whatever is still armed (always called)."""
+        if self._token is not None:
+            token, self._token = self._token, None
+            try:
+                faults.deactivate(token)
+            except (ValueError, RuntimeError):  # the scope was left in another context
+                pass
+        self.scope.close()
+
+    # --- model objects ------------------------------------------------------------------------
+    def add_host(self, host: Any) -> Any:
+        self.used_model = True
+        self.hosts.append(host)
+        self._warn_seen[id(host)] = len(list(getattr(host, "warnings", [])))
+        return host
+
+    def add_file(self, gmem: Any) -> Any:
+        self.used_model = True
+        self.files.append(gmem)
+        return gmem
+
+
+class FaultsFixture:
+    """The ``faults`` fixture: arm faults in the test body; they end with the test.
+
+    ``faults.inject(point, kind, nth=..., ...)`` and ``faults.arm(spec)`` arm in the test's own
+    scope (see :func:`faults.inject`); ``trace``, ``fired``, ``census`` and ``unfired()`` read
+    what the test's code reached so far.
+    """
+
+    def __init__(self, run: TestRun, name: str) -> None:
+        self._run = run
+        self._source = f"faults fixture in {name}"
+
+    @property
+    def scope(self) -> faults.Scope:
+        return self._run.scope
+
+    def inject(self, point: str, kind: faults.Kind | str, **kwargs: Any) -> faults.Arming:
+        kwargs.setdefault("source", self._source)
+        return faults.inject(point, kind, **kwargs)
+
+    def arm(self, spec: str, *, source: str | None = None) -> list[faults.Arming]:
+        """Arm faults written in the text grammar."""
+        req = ArmRequest(source=source or self._source, spec=spec)
+        return req.arm()
+
+    @property
+    def trace(self) -> list[faults.TraceEvent]:
+        return list(self._run.scope.trace)
+
+    @property
+    def fired(self) -> list[faults.Fired]:
+        return list(self._run.scope.fired)
+
+    @property
+    def census(self) -> Mapping[str, int]:
+        """Hits per point so far in this test."""
+        return dict(self._run.scope.census)
+
+    def reached(self, point: str) -> int:
+        return self._run.scope.census.get(point, 0)
+
+    def unfired(self) -> list[faults.Arming]:
+        return self._run.scope.unfired()
+
+    def __repr__(self) -> str:
+        return f"<faults for {self._run.nodeid}: {len(self.scope.armings())} armed, {len(self.fired)} fired>"
+
+
+class GmemFactory:
+    """The ``gmem_factory`` fixture: more guest_memfd files, VMs and hosts for one test.
+
+    ``gmem_factory(size="2M", page_size="2M", ...)`` makes a file on the test's VM (the
+    ``gmem_vm`` fixture) unless ``vm=`` is given; arguments default to the ``gmem`` marker's.
+    ``gmem_factory.host(revision=..., hugetlb=...)`` and ``gmem_factory.vm(host, vm_type)`` make
+    more of those. Everything is closed and checked after the test like the fixtures.
+    """
+
+    def __init__(
+        self,
+        run: TestRun,
+        params: GmemParams,
+        make_host: Callable[[str | None, Mapping[str, int] | None], Any],
+        default_vm: Callable[[], Any],
+    ) -> None:
+        self._run = run
+        self.params = params
+        self._make_host = make_host
+        self._default_vm = default_vm
+
+    def host(self, revision: str | None = None, hugetlb: Mapping[str, int] | None = None) -> Any:
+        return self._run.add_host(self._make_host(revision, hugetlb))
+
+    def vm(self, host: Any = None, vm_type: str | None = None) -> Any:
+        if host is None:
+            host = self.host()
+        return host.create_vm(vm_type=vm_type or self.params.vm_type)
+
+    def __call__(
+        self,
+        size: int | str | None = None,
+        *,
+        page_size: str | None = None,
+        mmap: bool | None = None,
+        init_private: bool | None = None,
+        vm: Any = None,
+        **extra: Any,
+    ) -> Any:
+        p = self.params
+        target = vm if vm is not None else self._default_vm()
+        gmem = target.create_guest_memfd(
+            size=p.size if size is None else size,
+            mmap=p.mmap if mmap is None else mmap,
+            init_private=p.init_private if init_private is None else init_private,
+            page_size=p.page_size if page_size is None else page_size,
+            **extra,
+        )
+        return self._run.add_file(gmem)
