@@ -1,0 +1,20 @@
+"""The guest_memfd model: pytest-free, one module per kernel file (or function group) mirrored.
+
+Importing this package declares every fault point of the model (it is the ``faults.providers``
+entry point of pytest-gmem).
+"""
+
+from . import conversion, guestmem_hugetlb, hugetlb, restructure, truncate  # noqa: F401  (declare points)
+from .errors import ConversionError, GuestFault, InvariantViolation, KernelBug, SigBus
+from .guest_memfd import GuestMemfd
+from .host import Host, Warn
+from .mmap import HostMapping, Pin
+from .revisions import DEFAULT_REVISION, REVISIONS, Revision
+from .snapshot import Snapshot
+from .vm import VM
+
+__all__ = [
+    "DEFAULT_REVISION", "REVISIONS", "ConversionError", "GuestFault", "GuestMemfd", "Host",
+    "HostMapping", "InvariantViolation", "KernelBug", "Pin", "Revision", "SigBus", "Snapshot",
+    "VM", "Warn",
+]

@@ -1,0 +1,222 @@
+"""The conversion ioctls (mirrors ``kvm_gmem_ioctl_convert_range``, ``kvm_gmem_convert_range``
+and their helpers in virt/kvm/guest_memfd.c, RFC v2 patches 04/51 and 38/51).
+
+``rfc-v2`` and ``fixed`` roll back on failure and WARN when the rollback fails; ``prealloc``
+does every check and allocation before the point of no return (in-place conversion v8 style,
+keeping HugeTLB split/merge), after which nothing can fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import faults
+
+from . import restructure
+from .errors import EAGAIN, EINVAL, ENOMEM, ConversionError, ConvFailure
+from .shareability import P_PREALLOC, P_STORE, PRIVATE, SHARED
+from .units import PAGE_SHIFT, PAGE_SIZE, U64_MASK
+
+if TYPE_CHECKING:
+    from .guest_memfd import GuestMemfd
+
+P_COMPUTE_WORK = faults.declare(
+    "kvm_gmem_convert_compute_work", {"ENOMEM"},
+    """kzalloc of a struct conversion_work in add_to_work_list(), one per sub-range whose
+    shareability differs from the target; nothing has changed yet when it fails.""",
+)
+P_SAFE_REFCOUNT = faults.declare(
+    "kvm_gmem_has_safe_refcount", {"speculative_refcount", "extra_refcount"},
+    """The refcount check of a to-private conversion (and of merge-truncate): a folio holding
+    more than its filemap references (+1 for the lookup) makes it fail with EAGAIN, with
+    error_offset at that folio.""",
+)
+
+#: what userspace reads back in error_offset when the kernel never set error_index (rfc-v2)
+UNINITIALISED_ERROR_INDEX = 0xFFFFC9000BADF00D
+
+
+@dataclass
+class Work:
+    """``struct conversion_work``."""
+
+    start: int
+    nr_pages: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.nr_pages
+
+
+def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, error_offset: int) -> None:
+    """Mirrors ``kvm_gmem_ioctl_convert_range``: argument checks in the kernel's order, then the
+    conversion. Raises ConversionError: EINVAL, EAGAIN, ENOMEM."""
+    name = "KVM_GMEM_CONVERT_SHARED" if to_shared else "KVM_GMEM_CONVERT_PRIVATE"
+    g.host.begin_op(f"{name}(offset={offset:#x}, size={size:#x})")
+    if error_offset != 0:
+        raise ConversionError(EINVAL, f"{name}: input error_offset must be 0", error_offset)
+    if size == 0:
+        return
+    if offset < 0 or size < 0 or offset + size > U64_MASK or offset > g.size or offset + size > g.size:
+        raise ConversionError(EINVAL, f"{name}: range {offset:#x}+{size:#x} is outside the file "
+                                      f"(size {g.size:#x})", error_offset)
+    if offset % PAGE_SIZE or size % PAGE_SIZE:
+        raise ConversionError(EINVAL, f"{name}: offset {offset:#x} / size {size:#x} not 4K aligned",
+                              error_offset)
+    start, nr = offset >> PAGE_SHIFT, size >> PAGE_SHIFT
+    try:
+        if g.host.revision.prealloc:
+            convert_range_prealloc(g, start, nr, to_shared)
+        else:
+            convert_range(g, start, nr, to_shared)
+    except ConvFailure as e:
+        if e.error_index is None:
+            if g.host.revision.error_offset_on_enomem:
+                raise ConversionError(e.errno, f"{name}: {e.why}", start << PAGE_SHIFT) from None
+            garbage = (UNINITIALISED_ERROR_INDEX << PAGE_SHIFT) & U64_MASK
+            raise ConversionError(e.errno, f"{name}: {e.why} (error_offset is uninitialised stack)",
+                                  garbage, error_offset_valid=False) from None
+        raise ConversionError(e.errno, f"{name}: {e.why}", e.error_index << PAGE_SHIFT) from None
+
+
+def compute_work(g: GuestMemfd, start: int, nr: int, target: str) -> list[Work]:
+    """Mirrors ``kvm_gmem_convert_compute_work``: one item per sub-range not already in
+    ``target``; ENOMEM (error_index unset) when an item's kzalloc fails."""
+    items = [Work(s, e - s) for s, e, v in g.share.ranges(start, start + nr) if v != target]
+    if items and (f := P_COMPUTE_WORK.hit_many(len(items), index=start, phase="forward")) is not None:
+        g.host.note_fault(f)
+        raise ConvFailure(ENOMEM, None, "kvm_gmem_convert_compute_work: kzalloc failed")
+    return items
+
+
+def shareability_apply(g: GuestMemfd, work: Work, value: str, phase: str) -> None:
+    """Mirrors ``kvm_gmem_shareability_apply`` -> ``kvm_gmem_shareability_store`` (ENOMEM)."""
+    f = P_STORE.hit(index=work.start, nr_pages=work.nr_pages, phase=phase)
+    if f is not None:
+        g.host.note_fault(f)
+        raise ConvFailure(ENOMEM, None, "kvm_gmem_shareability_store: maple tree allocation failed")
+    g.share.store(work.start, work.end, value)
+    g.vm.converted(g, work.start, work.end, value == SHARED)
+
+
+def has_safe_refcount(g: GuestMemfd, start: int, nr: int, clamp: bool, drain: bool) -> int | None:
+    """Mirrors ``kvm_gmem_has_safe_refcount`` (v8: ``kvm_gmem_is_safe_for_conversion``): returns
+    the error index of the first folio with unexpected references, or None when all are safe.
+    ``clamp``: v8 reports max(start, folio index); ``drain``: v8 drains LRU batches once."""
+    drained = False
+    for run in list(g.filemap.runs(start, start + nr)):
+        count = (run.end - run.start) // run.folio_nr
+        f = P_SAFE_REFCOUNT.hit_many(count, index=run.start, phase="check",
+                                     folio_order=run.folio_nr.bit_length() - 1)
+        if f is not None:
+            g.host.note_fault(f)
+            restructure.attach_refs(g, run.block, run.start + f.offset * run.folio_nr, f)
+        bad = run.block.first_extra(run.start, run.end, run.folio_nr)
+        if bad is not None and drain and not drained:
+            drained = True  # lru_add_drain_all() once per request
+            run.block.spin_tick(run.start, run.end)
+            bad = run.block.first_extra(run.start, run.end, run.folio_nr)
+        if bad is not None:
+            return max(start, bad) if clamp else bad
+    return None
+
+
+def should_proceed(g: GuestMemfd, work: Work, to_shared: bool) -> None:
+    """Mirrors ``kvm_gmem_convert_should_proceed``: to shared, zap the guest's private
+    mappings; to private, unmap every host mapping, then the refcount check (EAGAIN)."""
+    if to_shared:
+        g.vm.unmap_private(g, work.start, work.end)
+        return
+    unmap_mapping_pages(g, work.start, work.end)
+    bad = has_safe_refcount(g, work.start, work.nr_pages, clamp=False, drain=False)
+    if bad is not None:
+        raise ConvFailure(EAGAIN, bad, f"folio at index {bad:#x} has unexpected references")
+
+
+def unmap_mapping_pages(g: GuestMemfd, start: int, end: int) -> None:
+    """``unmap_mapping_pages``: zap host PTEs in every process; the MMU notifier zaps the
+    guest's shared mappings of the range."""
+    for m in g.mappings:
+        m.ptes.clear(start, end)
+    g.vm.unmap_shared(g, start, end)
+
+
+def execute_work(g: GuestMemfd, work: Work, to_shared: bool, phase: str) -> None:
+    """Mirrors ``kvm_gmem_convert_execute_work``: store the shareability, then split (to shared)
+    or try to merge (to private) the folios of the range rounded out to huge pages."""
+    shareability_apply(g, work, SHARED if to_shared else PRIVATE, phase)
+    restructure.restructure_folios_in_range(g, work.start, work.nr_pages, to_shared, phase)
+
+
+def convert_range(g: GuestMemfd, start: int, nr: int, to_shared: bool) -> None:
+    """Mirrors ``kvm_gmem_convert_range`` (rfc-v2, fixed): work list, invalidation, pre-checks,
+    execute, roll back on failure (WARN when the rollback fails)."""
+    if not g.supports_shared:
+        return  # no shareability tree: the work list is empty
+    target = SHARED if to_shared else PRIVATE
+    work = compute_work(g, start, nr, target)
+    if not work:
+        return
+    for w in work:
+        should_proceed(g, w, to_shared)
+    stop: Work | None = None
+    failure: ConvFailure | None = None
+    for w in work:
+        stop = w
+        try:
+            execute_work(g, w, to_shared, "forward")
+        except ConvFailure as e:
+            failure = e
+            break
+    if failure is None:
+        return
+    for w in work:
+        try:
+            execute_work(g, w, not to_shared, "rollback")
+        except ConvFailure as e:
+            g.host.warn("kvm_gmem_convert_range",
+                        f"WARN_ON(kvm_gmem_convert_execute_work(rollback)) = -{_ename(e.errno)} "
+                        f"on [{w.start:#x}, {w.end:#x}): {e.why}")
+        if w is stop:
+            break
+    raise failure
+
+
+def convert_range_prealloc(g: GuestMemfd, start: int, nr: int, to_shared: bool) -> None:
+    """The ``prealloc`` revision (v8 ``__kvm_gmem_set_attributes`` order, with HugeTLB kept):
+    compute the work, preallocate maple-tree nodes (ENOMEM), check refcounts (EAGAIN, one LRU
+    drain, error index clamped), prepare every split and merge (stash, vmemmap, filemap
+    slots: ENOMEM); then past the point of no return apply everything, which cannot fail."""
+    if not g.supports_shared:
+        return
+    target = SHARED if to_shared else PRIVATE
+    work = compute_work(g, start, nr, target)
+    if not work:
+        return
+    f = P_PREALLOC.hit(index=start, nr_pages=nr, phase="prepare",
+                       nodes=g.share.nodes_needed(start, start + nr))
+    if f is not None:
+        g.host.note_fault(f)
+        raise ConvFailure(ENOMEM, None, "kvm_gmem_mas_preallocate: maple tree preallocation failed")
+    if not to_shared:
+        for w in work:
+            unmap_mapping_pages(g, w.start, w.end)
+        for w in work:
+            bad = has_safe_refcount(g, w.start, w.nr_pages, clamp=True, drain=True)
+            if bad is not None:
+                raise ConvFailure(EAGAIN, bad, f"folio at index {bad:#x} has unexpected references")
+    plan = restructure.prepare_restructure(g, work, to_shared)
+    # --- point of no return ---
+    for w in work:
+        if to_shared:
+            g.vm.unmap_private(g, w.start, w.end)
+        g.share.store(w.start, w.end, target)
+        g.vm.converted(g, w.start, w.end, to_shared)
+    restructure.apply_restructure(g, plan)
+
+
+def _ename(code: int) -> str:
+    import errno as _errno
+
+    return _errno.errorcode.get(code, str(code))

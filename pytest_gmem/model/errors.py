@@ -1,0 +1,77 @@
+"""Exceptions the model raises where the kernel returns an errno, delivers a signal, or breaks."""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+def oserror(code: int, what: str) -> OSError:
+    """An ``OSError`` with the errno's standard text and the model's explanation."""
+    return OSError(code, f"{os.strerror(code)}: {what}")
+
+
+class ConversionError(OSError):
+    """A failed ``KVM_GMEM_CONVERT_SHARED`` / ``_PRIVATE`` ioctl: ``.errno`` and ``.error_offset``
+    (the byte offset the kernel copied back to userspace; under ``rfc-v2`` with ENOMEM it is the
+    uninitialised stack value, see ``.error_offset_valid``)."""
+
+    def __init__(self, code: int, what: str, error_offset: int, error_offset_valid: bool = True) -> None:
+        super().__init__(code, f"{os.strerror(code)}: {what}")
+        self.error_offset = error_offset
+        self.error_offset_valid = error_offset_valid
+
+
+class SigBus(Exception):
+    """A host access through an ``mmap()`` of the file faulted with SIGBUS at ``.offset``."""
+
+    def __init__(self, offset: int, why: str) -> None:
+        super().__init__(f"SIGBUS at offset {offset:#x}: {why}")
+        self.offset = offset
+        self.why = why
+
+
+class GuestFault(Exception):
+    """The guest's access could not be satisfied (``.errno``: what KVM_RUN would return,
+    e.g. EIO for a dead VM, EFAULT for memory outside the file)."""
+
+    def __init__(self, code: int, offset: int, why: str) -> None:
+        super().__init__(f"guest access at offset {offset:#x} failed with {_errno.errorcode.get(code, code)}: {why}")
+        self.errno = code
+        self.offset = offset
+
+
+class InvariantViolation(AssertionError):
+    """``host.check()`` found broken invariants; ``.violations`` names each one."""
+
+    def __init__(self, violations: list[str], state: str = "") -> None:
+        self.violations = violations
+        self.state = state
+        text = "\n".join(f"  - {v}" for v in violations)
+        super().__init__(f"{len(violations)} invariant(s) broken:\n{text}" + (f"\n{state}" if state else ""))
+
+
+class KernelBug(Exception):
+    """The real kernel would hang or crash here; the model stopped after a bounded number of
+    steps. ``.function`` is the kernel function, ``.detail`` what a kernel developer needs."""
+
+    def __init__(self, function: str, detail: str) -> None:
+        super().__init__(f"kernel bug in {function}(): {detail}")
+        self.function = function
+        self.detail = detail
+
+
+EAGAIN, EINVAL, ENOMEM, EFAULT, ENODEV, EOPNOTSUPP, ENOTTY, EEXIST, EIO, EBADF = (
+    _errno.EAGAIN, _errno.EINVAL, _errno.ENOMEM, _errno.EFAULT, _errno.ENODEV,
+    _errno.EOPNOTSUPP, _errno.ENOTTY, _errno.EEXIST, _errno.EIO, _errno.EBADF,
+)
+
+
+class ConvFailure(Exception):
+    """Internal: a kernel step failed with ``errno`` at ``error_index`` (None: never set)."""
+
+    def __init__(self, errno: int, error_index: int | None, why: str) -> None:
+        super().__init__(why)
+        self.errno = errno
+        self.error_index = error_index
+        self.why = why

@@ -1,0 +1,290 @@
+"""A guest_memfd file (mirrors ``virt/kvm/guest_memfd.c``: creation, the ioctls, fallocate,
+release; conversions live in ``conversion.py``, split/merge in ``restructure.py``, allocation
+and truncation in ``truncate.py``, host mappings in ``mmap.py``).
+
+The object is both the file (fd) and its inode: the inode stays alive while the fd is open or
+any host mapping or pin exists, as in Linux.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .. import uapi
+from . import conversion, truncate
+from .allocator import Allocator, PageAllocator
+from .contents import Contents
+from .errors import EBADF, EFAULT, EINVAL, EOPNOTSUPP, GuestFault, oserror
+from .filemap import Filemap
+from .guestmem_hugetlb import HugetlbAllocator
+from .mmu import GuestMappings, level_for_order
+from .shareability import PRIVATE, SHARED, Shareability
+from .units import PAGE_SHIFT, PAGE_SIZE, PAGES_PER, fmt_bytes, parse_size
+
+if TYPE_CHECKING:
+    from .mmap import HostMapping, Pin
+    from .snapshot import Snapshot
+    from .vm import VM
+
+SIZE_LOG_MASK = uapi.GUESTMEM_HUGETLB_FLAG_MASK << uapi.GUESTMEM_HUGETLB_FLAG_SHIFT
+
+
+def flags_from_keywords(flags: int | None, mmap: bool | None, init_private: bool | None,
+                        page_size: str | None) -> int:
+    """The keyword form of ``create_guest_memfd`` as flag bits (OR-ed with ``flags``)."""
+    out = 0 if flags is None else flags
+    if not isinstance(out, int) or isinstance(out, bool):
+        raise TypeError(f"flags must be an int of uapi bits, got {flags!r}")
+    for name, val in (("mmap", mmap), ("init_private", init_private)):
+        if val is not None and not isinstance(val, bool):
+            raise TypeError(f"{name} must be True or False, got {val!r}")
+    if mmap:
+        out |= uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED
+    if init_private:
+        out |= uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE
+    if page_size is not None and page_size != "4K":
+        logs = {v: k for k, v in uapi.HUGETLB_SIZE_LOG.items()}
+        if page_size not in logs:
+            raise ValueError(f"page_size {page_size!r} is not one of '4K', '2M', '1G'")
+        out |= uapi.GUEST_MEMFD_FLAG_HUGETLB | (logs[page_size] << uapi.GUESTMEM_HUGETLB_FLAG_SHIFT)
+    return out
+
+
+class GuestMemfd:
+    """One guest_memfd: see the module docstring and API.md for the operations."""
+
+    def __init__(self, vm: VM, size: int | str, flags: int) -> None:
+        """Mirrors ``kvm_gmem_create`` + ``__kvm_gmem_create``: EINVAL for bad flags or size,
+        ENOMEM when the HugeTLB subpool cannot reserve the whole file."""
+        self.vm = vm
+        self.host = vm.host
+        nbytes = parse_size(size, "size")
+        valid = uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED
+        if flags & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED:
+            valid |= uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE
+        if flags & uapi.GUEST_MEMFD_FLAG_HUGETLB:
+            valid |= uapi.GUEST_MEMFD_FLAG_HUGETLB | SIZE_LOG_MASK
+        if flags & ~valid:
+            raise oserror(EINVAL, f"kvm_gmem_create: invalid flags {flags:#x} (bits {flags & ~valid:#x})")
+        if nbytes <= 0 or nbytes % PAGE_SIZE:
+            raise oserror(EINVAL, f"kvm_gmem_create: size {nbytes} is not a positive multiple of 4K")
+        self.size = nbytes
+        self.flags = flags
+        self.nr_pages = nbytes >> PAGE_SHIFT
+        self.alloc: Allocator
+        if flags & uapi.GUEST_MEMFD_FLAG_HUGETLB:
+            log = (flags >> uapi.GUESTMEM_HUGETLB_FLAG_SHIFT) & uapi.GUESTMEM_HUGETLB_FLAG_MASK
+            name = uapi.HUGETLB_SIZE_LOG.get(log or 21)
+            if name is None:
+                raise oserror(EINVAL, f"guestmem_hugetlb_setup: no hstate for page size 2^{log}")
+            if self.nr_pages % PAGES_PER[name]:
+                raise oserror(EINVAL, f"guestmem_hugetlb_setup: size {fmt_bytes(nbytes)} is not a "
+                                      f"multiple of the {name} huge page size")
+            pool = self.host.pools.get(name)
+            if pool is None:
+                from .hugetlb import HugePool
+
+                pool = self.host.pools[name] = HugePool(name, PAGES_PER[name], 0, 0)
+                self.host._baseline[name] = pool.stats()
+            self.alloc = HugetlbAllocator(self.host, pool, self.nr_pages)
+        else:
+            self.alloc = PageAllocator(self.host)
+        self.supports_shared = bool(flags & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED)
+        init_private = bool(flags & uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE) or not self.supports_shared
+        self.share = Shareability(self.nr_pages, init_private)
+        self.filemap = Filemap()
+        self.contents = Contents()
+        self.guest = GuestMappings()
+        self.mappings: list[HostMapping] = []
+        self.pins: list[Pin] = []
+        self.fd_open = True
+        self.alive = True
+        self.host.files.append(self)
+
+    # --- helpers --------------------------------------------------------------------------
+    @property
+    def page_size(self) -> str:
+        return self.alloc.page_size
+
+    @property
+    def nr_pages_in_folio(self) -> int:
+        return self.alloc.nr_pages_in_folio
+
+    def _need_fd(self, what: str) -> None:
+        if not self.fd_open:
+            raise oserror(EBADF, f"{what} on a closed guest_memfd")
+
+    def _offset_index(self, offset: int, what: str) -> int:
+        if not isinstance(offset, int) or offset < 0 or offset >= self.size:
+            raise ValueError(f"{what}: offset {offset!r} is outside the file (size {fmt_bytes(self.size)})")
+        return offset >> PAGE_SHIFT
+
+    # --- ioctls -----------------------------------------------------------------------------
+    def convert_shared(self, offset: int, size: int | str, error_offset: int = 0) -> None:
+        """``KVM_GMEM_CONVERT_SHARED``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
+        self._need_fd("KVM_GMEM_CONVERT_SHARED")
+        conversion.ioctl_convert_range(self, offset, parse_size(size), True, error_offset)
+
+    def convert_private(self, offset: int, size: int | str, error_offset: int = 0) -> None:
+        """``KVM_GMEM_CONVERT_PRIVATE``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
+        self._need_fd("KVM_GMEM_CONVERT_PRIVATE")
+        conversion.ioctl_convert_range(self, offset, parse_size(size), False, error_offset)
+
+    # --- fallocate ----------------------------------------------------------------------------
+    def fallocate(self, mode: int, offset: int, length: int | str) -> None:
+        """``kvm_gmem_fallocate``: EOPNOTSUPP without KEEP_SIZE or with other bits, EINVAL if
+        misaligned; allocation past the size EINVAL; punching may fail with EAGAIN (pinned)."""
+        self._need_fd("fallocate")
+        length = parse_size(length, "length")
+        self.host.begin_op(f"fallocate(mode={mode:#x}, {offset:#x}, {length:#x})")
+        if not mode & uapi.FALLOC_FL_KEEP_SIZE:
+            raise oserror(EOPNOTSUPP, "kvm_gmem_fallocate: mode needs FALLOC_FL_KEEP_SIZE")
+        if mode & ~(uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE):
+            raise oserror(EOPNOTSUPP, f"kvm_gmem_fallocate: unsupported mode {mode:#x}")
+        if offset % PAGE_SIZE or length % PAGE_SIZE or offset < 0 or length < 0:
+            raise oserror(EINVAL, f"kvm_gmem_fallocate: offset {offset:#x} / length {length:#x} not 4K aligned")
+        if mode & uapi.FALLOC_FL_PUNCH_HOLE:
+            truncate.punch_hole(self, offset, length)
+        else:
+            truncate.allocate(self, offset, length)
+
+    def punch_hole(self, offset: int, length: int | str) -> None:
+        """``fallocate(KEEP_SIZE | PUNCH_HOLE)``."""
+        self.fallocate(uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE, offset, length)
+
+    # --- mmap ---------------------------------------------------------------------------------
+    def mmap(self) -> HostMapping:
+        """``kvm_gmem_mmap``: ENODEV without SUPPORT_SHARED. Each call is a separate mapping."""
+        from .mmap import HostMapping
+
+        self._need_fd("mmap")
+        if not self.supports_shared:
+            raise oserror(19, "kvm_gmem_mmap: guest_memfd was created without SUPPORT_SHARED")
+        m = HostMapping(self)
+        self.mappings.append(m)
+        return m
+
+    # --- the guest ----------------------------------------------------------------------------
+    def guest_read(self, offset: int, length: int) -> bytes:
+        """The guest reads its memory (faulting it in through ``kvm_gmem_get_pfn``)."""
+        self._guest_fault(offset, length, write=False)
+        return self.contents.read(offset, length)
+
+    def guest_write(self, offset: int, data: bytes) -> None:
+        """The guest writes its memory."""
+        self._guest_fault(offset, len(data), write=True)
+        self.contents.write(offset, bytes(data))
+
+    def guest_fill(self, offset: int, length: int, byte: int) -> None:
+        """The guest memsets a range (cheap for large ranges)."""
+        self._guest_fault(offset, length, write=True)
+        self.contents.fill(offset, length, byte)
+
+    def _guest_fault(self, offset: int, length: int, write: bool) -> None:
+        """``kvm_gmem_get_pfn`` + the MMU's choice of mapping level for each page touched."""
+        self.vm.check_alive(offset)
+        if not self.alive or not self.fd_open:
+            raise GuestFault(EFAULT, offset, "the guest_memfd was closed (no binding)")
+        if length <= 0:
+            return
+        if offset < 0 or offset + length > self.size:
+            raise GuestFault(EFAULT, offset, "outside the guest_memfd binding")
+        self.host.begin_op(f"guest {'write' if write else 'read'}({offset:#x}, {length:#x})")
+        first = offset >> PAGE_SHIFT
+        last = (offset + length + PAGE_SIZE - 1) >> PAGE_SHIFT
+        for s, e, share in self.share.ranges(first, last):
+            truncate.get_folios(self, s, e)
+            if share == PRIVATE:
+                self.vm.guest_access_private(self, s, e, write)
+            self._map_guest(s, e, share == PRIVATE)
+
+    def _map_guest(self, start: int, end: int, private: bool) -> None:
+        n = self.nr_pages_in_folio
+        for run in list(self.filemap.runs(start, end)):
+            s, e = max(run.start, start), min(run.end, end)
+            if private and run.folio_nr > 1 and not self.share.has_any(run.start, run.end, SHARED):
+                if self.guest.level_at(run.start) != level_for_order(n):
+                    self.guest.zap(run.start, run.end)
+                    self.guest.install(run.start, run.end, level_for_order(run.folio_nr), True)
+            else:
+                for ms, me, m in list(self.guest.map.items(s, e)):
+                    if m.level != "4K" or m.private != private:
+                        self.guest.zap(ms, me)
+                self.guest.install(s, e, "4K", private)
+
+    def guest_mapping_level(self, offset: int) -> str | None:
+        """The level the guest maps that page at: "4K", "2M", "1G" or None."""
+        return self.guest.level_at(self._offset_index(offset, "guest_mapping_level"))
+
+    # --- views ----------------------------------------------------------------------------------
+    def shareability(self, offset: int) -> str:
+        """`kvm_gmem_shareability_get`: "shared" or "private"."""
+        return self.share.get(self._offset_index(offset, "shareability"))
+
+    def ranges(self) -> list[tuple[int, int, str]]:
+        """The shareability tree as byte ranges ``(start, end, "shared"/"private")``, coalesced."""
+        return [(s << PAGE_SHIFT, e << PAGE_SHIFT, v) for s, e, v in self.share.ranges()]
+
+    def folios(self) -> Iterator[tuple[int, int, int]]:
+        """The filemap: ``(offset, nr_pages, refcount)`` per folio, in offset order."""
+        for run in self.filemap.all_runs():
+            n = run.folio_nr
+            idx = run.start
+            while idx < run.end:
+                nxt = _next_change(run.block, idx, run.end, n)
+                refs = n + run.block.extra_refs_at(idx, n)
+                for i in range(idx, nxt, n):
+                    yield (i << PAGE_SHIFT, n, refs)
+                idx = nxt
+
+    def snapshot(self) -> Snapshot:
+        """The file's own state as a value (see snapshot.py)."""
+        from .snapshot import take
+
+        return take(self)
+
+    # --- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the fd (``kvm_gmem_release``): guest mappings are zapped; the inode and its
+        memory go when no host mapping or pin is left."""
+        if not self.fd_open:
+            return
+        self.host.begin_op("close(guest_memfd)")
+        self.fd_open = False
+        self.vm.zap_all(self, 0, self.nr_pages)
+        self.maybe_evict()
+
+    def maybe_evict(self) -> None:
+        if self.alive and not self.fd_open and not self.mappings and not self.pins:
+            truncate.evict_inode(self)
+
+    def close_everything(self) -> None:
+        for m in list(self.mappings):
+            m.munmap()
+        for p in list(self.pins):
+            p.unpin()
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self.fd_open else ("alive" if self.alive else "released")
+        return f"GuestMemfd(size={fmt_bytes(self.size)}, page_size={self.page_size}, flags={self.flags:#x}, {state})"
+
+
+def _next_change(block: object, idx: int, end: int, n: int) -> int:
+    """Next folio boundary in ``[idx, end)`` where the extra-reference count may change."""
+    from .folio import Block
+
+    assert isinstance(block, Block)
+    points = [end]
+    for s, e, _ in block.pins:
+        for p in (s, e):
+            if idx < p < end:
+                points.append(p)
+    for t in block.transient:
+        for p in (t.index, t.index + n):
+            if idx < p < end:
+                points.append(p)
+    nxt = min(points)
+    nxt = max(idx + n, nxt - (nxt - idx) % n)
+    return min(nxt, end)

@@ -1,0 +1,174 @@
+"""The machine: huge page pools, memory, the kernel log's WARNs, deferred work, VMs.
+
+``Host`` is the entry point of the model::
+
+    host = Host(hugetlb={"2M": 64, "1G": 4}, revision="fixed")
+    vm = host.create_vm(vm_type="sw_protected")
+    gmem = vm.create_guest_memfd(size="8G", mmap=True, page_size="1G")
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import faults
+
+from .errors import EINVAL, InvariantViolation, oserror
+from .folio import Block
+from .hugetlb import HugePool
+from .revisions import DEFAULT_REVISION, Revision, get_revision
+from .units import PAGE_SIZE, PAGES_PER, parse_size
+
+if TYPE_CHECKING:
+    from .guest_memfd import GuestMemfd
+    from .snapshot import Snapshot
+    from .vm import VM
+
+
+@dataclass(frozen=True)
+class Warn:
+    """One WARN splat in the kernel log."""
+
+    where: str  # the kernel function that WARNed
+    message: str
+    fault: str | None  # label(s) of the fault(s) fired during the operation, if any
+    operation: str  # the syscall-level operation that was running
+
+    def __str__(self) -> str:
+        via = f" [fault {self.fault}]" if self.fault else ""
+        return f"WARNING: {self.where}: {self.message} (during {self.operation}){via}"
+
+
+class Host:
+    """Huge page pools per size, memory, the WARN log, deferred work, and every VM and file."""
+
+    def __init__(
+        self,
+        hugetlb: Mapping[str, int] | None = None,
+        revision: str | Revision = DEFAULT_REVISION,
+        memory: int | str | None = None,
+    ) -> None:
+        self.revision = revision if isinstance(revision, Revision) else get_revision(revision)
+        self.pools: dict[str, HugePool] = {}
+        for name, count in (hugetlb or {}).items():
+            if name not in ("2M", "1G"):
+                raise ValueError(f"hugetlb pool size {name!r} is not one of '2M', '1G'")
+            if not isinstance(count, int) or count < 0:
+                raise ValueError(f"hugetlb pool {name!r} count must be an integer >= 0, got {count!r}")
+            self.pools[name] = HugePool(name, PAGES_PER[name], count, count)
+        self._baseline = {n: p.stats() for n, p in self.pools.items()}
+        self.memory_pages: int | None = None if memory is None else parse_size(memory, "memory") // PAGE_SIZE
+        self.mem_used = 0  # 4K pages of host memory in use (4K folios, restored vmemmap)
+        self.warnings: list[Warn] = []
+        self._warned_once: set[str] = set()
+        self._work: deque[tuple[str, Callable[[], None]]] = deque()
+        self.vms: list[VM] = []
+        self.files: list[GuestMemfd] = []  # live inodes
+        self.live_blocks: set[Block] = set()  # huge pages taken from the pools
+        self._op: str = "idle"
+        self._op_faults: list[str] = []
+
+    # --- VMs ----------------------------------------------------------------------------------
+    def create_vm(self, vm_type: str = "sw_protected", **options: Any) -> VM:
+        """``KVM_CREATE_VM``: ``vm_type`` "sw_protected" or "tdx" (``tdx_fatal_policy``)."""
+        from .vm import make_vm
+
+        vm = make_vm(self, vm_type, **options)
+        self.vms.append(vm)
+        return vm
+
+    # --- memory -------------------------------------------------------------------------------
+    def pages_available(self, want: int) -> int:
+        if self.memory_pages is None:
+            return want
+        return max(0, min(want, self.memory_pages - self.mem_used))
+
+    def charge_pages(self, n: int) -> None:
+        self.mem_used += n
+
+    def uncharge_pages(self, n: int) -> None:
+        self.mem_used -= n
+
+    def pool(self, page_size: str) -> HugePool:
+        try:
+            return self.pools[page_size]
+        except KeyError:
+            raise oserror(EINVAL, f"no {page_size} HugeTLB pool on this host (Host(hugetlb=...))") from None
+
+    def hugetlb_stats(self, page_size: str = "2M") -> dict[str, int]:
+        """``/sys/kernel/mm/hugepages/hugepages-*/{nr,free,resv}_hugepages``."""
+        if page_size not in self.pools:
+            return {"total": 0, "free": 0, "resv": 0}
+        return self.pools[page_size].stats()
+
+    # --- kernel log and deferred work ---------------------------------------------------------
+    def begin_op(self, what: str) -> None:
+        self._op = what
+        self._op_faults = []
+
+    def note_fault(self, fired: faults.Fired) -> None:
+        """The model acted on an injected fault (for WARN records and reports)."""
+        self._op_faults.append(fired.label())
+
+    def warn(self, where: str, message: str, once: bool = False) -> None:
+        """``WARN_ON`` / ``WARN_ONCE``: a record in ``host.warnings``."""
+        if once:
+            if where in self._warned_once:
+                return
+            self._warned_once.add(where)
+        fault = ", ".join(self._op_faults) or None
+        self.warnings.append(Warn(where, message, fault, self._op))
+
+    def queue_work(self, what: str, fn: Callable[[], None]) -> None:
+        self._work.append((what, fn))
+
+    def pending_work(self) -> list[str]:
+        return [w for w, _ in self._work]
+
+    def flush_work(self) -> int:
+        """Run the kernel's deferred work (merging freed pieces of split huge pages and returning
+        them to the pool); returns how many items ran."""
+        n = 0
+        while self._work:
+            _, fn = self._work.popleft()
+            fn()
+            n += 1
+        return n
+
+    # --- checking -----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise :class:`InvariantViolation` naming each broken invariant."""
+        from .invariants import check_host
+
+        problems = check_host(self)
+        if problems:
+            raise InvariantViolation(problems, self.state_map())
+
+    def violations(self) -> list[str]:
+        from .invariants import check_host
+
+        return check_host(self)
+
+    def state_map(self) -> str:
+        """A compact text picture of every file: ranges, folios, mappings, pins."""
+        from .statemap import render_host
+
+        return render_host(self)
+
+    def baseline_stats(self) -> dict[str, dict[str, int]]:
+        return dict(self._baseline)
+
+    def close(self) -> None:
+        """Close every file and mapping (end of a test)."""
+        for f in list(self.files):
+            f.close_everything()
+
+    def snapshot(self) -> dict[str, Snapshot]:
+        return {f"gmem{i}": f.snapshot() for i, f in enumerate(self.files)}
+
+    def __repr__(self) -> str:
+        pools = ", ".join(f"{n}: {p.free}/{p.total} free, {p.resv} resv" for n, p in self.pools.items())
+        return f"Host(revision={self.revision.name!r}, {pools or 'no hugetlb'}, files={len(self.files)})"

@@ -1,0 +1,103 @@
+"""HugeTLB pools and subpools (mirrors ``mm/hugetlb.c``: hstate counters, ``hugepage_subpool``).
+
+Counters follow /sys/kernel/mm/hugepages/hugepages-*/: ``total`` (nr_hugepages), ``free``
+(free_hugepages) and ``resv`` (resv_hugepages). A guest_memfd subpool reserves the whole file at
+creation (``min = max = size / hpage``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faults
+
+from .errors import ENOMEM, oserror
+
+P_NEW_SUBPOOL = faults.declare(
+    "hugepage_new_subpool", {"ENOMEM"},
+    """hugepage_new_subpool() at guest_memfd creation: kzalloc of the subpool, or
+    hugetlb_acct_memory() finding fewer free unreserved huge pages than the file needs.""",
+)
+P_SUBPOOL_GET = faults.declare(
+    "hugepage_subpool_get_pages", {"ENOMEM"},
+    """hugepage_subpool_get_pages() in guestmem_hugetlb_alloc_folio(): the subpool is at its
+    maximum (e.g. two threads allocating in the same huge page, cover-letter TODO #3).""",
+)
+P_ALLOC_HUGETLB = faults.declare(
+    "alloc_hugetlb_folio", {"ENOMEM"},
+    """hugetlb_alloc_folio() finds no free huge page in the pool (the pages are put back to the
+    subpool and -ENOMEM is returned).""",
+)
+
+
+@dataclass
+class HugePool:
+    """One hstate: counters exactly as sysfs reports them."""
+
+    name: str
+    nr_pages: int  # 4K pages per huge page
+    total: int
+    free: int
+    resv: int = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"total": self.total, "free": self.free, "resv": self.resv}
+
+    def hugetlb_acct_memory(self, delta: int) -> None:
+        """Reserve (delta > 0) or release reservations; ENOMEM when too few unreserved pages."""
+        if delta > 0 and self.free - self.resv < delta:
+            raise oserror(ENOMEM, f"hugetlb_acct_memory: {delta} {self.name} pages wanted, "
+                                  f"{self.free - self.resv} free and unreserved")
+        self.resv += delta
+
+
+class Subpool:
+    """``struct hugepage_subpool`` with ``max_hpages == min_hpages`` (guest_memfd's use)."""
+
+    def __init__(self, pool: HugePool, hpages: int) -> None:
+        self.pool = pool
+        self.max_hpages = hpages
+        self.min_hpages = hpages
+        self.used_hpages = 0
+        self.rsv_hpages = 0
+        self.alive = True
+
+    @classmethod
+    def new(cls, pool: HugePool, hpages: int) -> Subpool:
+        """Mirrors ``hugepage_new_subpool``; may fail with ENOMEM."""
+        if (f := P_NEW_SUBPOOL.hit(page_size=pool.name, nr_hpages=hpages)) is not None:
+            raise oserror(ENOMEM, f"hugepage_new_subpool: injected {f.kind.name}")
+        pool.hugetlb_acct_memory(hpages)
+        sp = cls(pool, hpages)
+        sp.rsv_hpages = hpages
+        return sp
+
+    def get_page(self) -> None:
+        """``hugepage_subpool_get_pages(spool, 1)`` + ``alloc_hugetlb_folio`` using the
+        reservation; may fail with ENOMEM (nothing changed then)."""
+        if (f := P_SUBPOOL_GET.hit(page_size=self.pool.name)) is not None or \
+                self.used_hpages + 1 > self.max_hpages:
+            why = "injected" if f is not None else "subpool at its maximum"
+            raise oserror(ENOMEM, f"hugepage_subpool_get_pages: {why}")
+        if (f := P_ALLOC_HUGETLB.hit(page_size=self.pool.name)) is not None or self.pool.free < 1:
+            raise oserror(ENOMEM, "alloc_hugetlb_folio: no free huge page")
+        self.used_hpages += 1
+        if self.rsv_hpages > 0:
+            self.rsv_hpages -= 1
+            self.pool.resv -= 1
+        self.pool.free -= 1
+
+    def put_page(self) -> None:
+        """``free_huge_folio`` -> ``hugepage_subpool_put_pages``: the page goes back to the
+        pool and, while the subpool lives, its reservation is restored."""
+        self.pool.free += 1
+        self.used_hpages -= 1
+        if self.alive and self.rsv_hpages + self.used_hpages < self.min_hpages:
+            self.rsv_hpages += 1
+            self.pool.resv += 1
+
+    def release(self) -> None:
+        """``hugepage_put_subpool`` at inode teardown: unused reservations are given back."""
+        self.pool.resv -= self.rsv_hpages
+        self.rsv_hpages = 0
+        self.alive = False

@@ -1,0 +1,65 @@
+"""Kernel revisions the model can follow (``Host(revision=...)``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Revision:
+    """Which behaviour of the conversion code the model follows."""
+
+    name: str
+    summary: str
+    #: defect 1: ``for (index -= n; index >= start; index -= n)`` on unsigned pgoff_t
+    rollback_underflow: bool
+    #: defect 3: ``filemap_remove_folio_for_restructuring`` spins without bound (WARN_ONCE)
+    unbounded_spin: bool
+    #: defect 4 fixed: ``error_offset`` = start of the request on ENOMEM
+    error_offset_on_enomem: bool
+    #: v8 style: every check and allocation before the point of no return
+    prealloc: bool
+
+
+REVISIONS: dict[str, Revision] = {
+    "rfc-v2": Revision(
+        "rfc-v2",
+        "RFC v2 as posted (May 2025), its four known defects included",
+        rollback_underflow=True, unbounded_spin=True, error_offset_on_enomem=False, prealloc=False,
+    ),
+    "fixed": Revision(
+        "fixed",
+        "rfc-v2 with the review's fixes: no underflow, bounded spinning reporting EAGAIN, "
+        "error_offset = start on ENOMEM; rollback failures still only WARN",
+        rollback_underflow=False, unbounded_spin=False, error_offset_on_enomem=True, prealloc=False,
+    ),
+    "prealloc": Revision(
+        "prealloc",
+        "in-place conversion v8 style: all checks and allocations before the point of no return, "
+        "keeping HugeTLB split/merge; nothing can fail after it",
+        rollback_underflow=False, unbounded_spin=False, error_offset_on_enomem=True, prealloc=True,
+    ),
+}
+DEFAULT_REVISION = "fixed"
+
+#: where the kernel would spin forever, the model gives up after this many iterations
+KERNEL_BUG_SPIN_LIMIT = 10_000
+#: ``fixed`` / ``prealloc``: spins on a speculative reference before reporting EAGAIN
+SPIN_RETRY_LIMIT = 64
+#: rollback-loop iterations past an unsigned wrap before the model reports the underflow
+UNDERFLOW_STEP_LIMIT = 1_000
+
+
+def get_revision(name: str, source: str = "revision") -> Revision:
+    """The revision called ``name``; ValueError naming the value and where it came from."""
+    try:
+        return REVISIONS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(str(name), REVISIONS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown kernel revision {name!r} from {source}; choose one of "
+            f"{', '.join(REVISIONS)}{hint}"
+        ) from None

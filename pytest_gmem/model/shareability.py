@@ -1,0 +1,56 @@
+"""The shareability maple tree (mirrors ``kvm_gmem_shareability_*`` in virt/kvm/guest_memfd.c).
+
+Every index ``0 .. size/4K - 1`` has an entry: ``SHARED`` (``SHAREABILITY_ALL``: host and guest
+may fault) or ``PRIVATE`` (``SHAREABILITY_GUEST``). Adjacent equal ranges are always coalesced.
+"""
+
+from __future__ import annotations
+
+import faults
+
+from .intervals import IntervalMap
+
+SHARED = "shared"  # SHAREABILITY_ALL
+PRIVATE = "private"  # SHAREABILITY_GUEST
+
+P_STORE = faults.declare(
+    "kvm_gmem_shareability_store", {"ENOMEM"},
+    """mas_store_gfp(GFP_KERNEL) in kvm_gmem_shareability_store(): allocating maple-tree nodes
+    for the new range fails. In the rollback phase this only WARNs (rfc-v2, fixed).""",
+)
+P_PREALLOC = faults.declare(
+    "kvm_gmem_mas_preallocate", {"ENOMEM"},
+    """mas_preallocate() before the point of no return (prealloc revision, as in-place
+    conversion v8's kvm_gmem_mas_preallocate): nothing has changed yet when it fails.""",
+)
+
+
+class Shareability:
+    """Ranges of SHARED / PRIVATE over the whole file."""
+
+    def __init__(self, nr_pages: int, init_private: bool) -> None:
+        self.tree: IntervalMap[str] = IntervalMap()
+        self.nr_pages = nr_pages
+        if nr_pages:
+            self.tree.assign(0, nr_pages, PRIVATE if init_private else SHARED)
+
+    def get(self, index: int) -> str:
+        """``kvm_gmem_shareability_get``."""
+        v = self.tree.get(index)
+        assert v is not None, f"shareability entry missing at {index}"
+        return v
+
+    def store(self, start: int, end: int, value: str) -> None:
+        """``kvm_gmem_shareability_store`` after its allocation succeeded."""
+        self.tree.assign(start, end, value)
+
+    def has_any(self, start: int, end: int, value: str) -> bool:
+        """``kvm_gmem_shareability_in_range`` (``kvm_gmem_has_some_shared`` for SHARED)."""
+        return self.tree.any_value(start, end, lambda v: v == value)
+
+    def ranges(self, start: int = 0, end: int | None = None) -> list[tuple[int, int, str]]:
+        return list(self.tree.items(start, self.nr_pages if end is None else end))
+
+    def nodes_needed(self, start: int, end: int) -> int:
+        """Maple-tree stores a conversion needs (v8 preallocates this many)."""
+        return 1 + sum(1 for _ in self.tree.items(start, end))

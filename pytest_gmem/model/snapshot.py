@@ -1,0 +1,99 @@
+"""``gmem.snapshot()``: the file's own state as a comparable value with a readable diff.
+
+Page-table mappings are left out (a failed conversion may leave pages unmapped), and so are
+transient references injected by a fault (they end when the arming ends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+from .units import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from .guest_memfd import GuestMemfd
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """ranges: (start, end, shareability) in bytes; folios: (offset, count, nr_pages, refcount)
+    runs; contents: digest per written range; allocator: subpool and pool counters."""
+
+    ranges: tuple[tuple[int, int, str], ...]
+    folios: tuple[tuple[int, int, int, int], ...]
+    contents: tuple[tuple[int, int, str], ...]
+    allocator: tuple[tuple[str, int], ...]
+
+    def diff(self, other: Snapshot) -> list[str]:
+        """Readable differences, field by field (empty when equal)."""
+        lines: list[str] = []
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if a == b:
+                continue
+            lines.append(f"{f.name} differ:")
+            sa, sb = set(a), set(b)
+            for item in sorted(sa - sb):
+                lines.append(f"  - {_fmt(f.name, item)}")
+            for item in sorted(sb - sa):
+                lines.append(f"  + {_fmt(f.name, item)}")
+        return lines
+
+    def render(self) -> str:
+        out = ["ranges:"] + [f"  {_fmt('ranges', r)}" for r in self.ranges]
+        out += ["folios:"] + [f"  {_fmt('folios', r)}" for r in self.folios]
+        out += ["contents:"] + [f"  {_fmt('contents', r)}" for r in self.contents]
+        out += ["allocator:"] + [f"  {k}={v}" for k, v in self.allocator]
+        return "\n".join(out)
+
+
+def _fmt(kind: str, item: tuple[object, ...]) -> str:
+    if kind == "ranges":
+        s, e, v = item
+        return f"[{s:#x}, {e:#x}) {v}"
+    if kind == "folios":
+        off, count, nr, refs = item
+        return f"{count} x {nr}-page folio(s) from {off:#x}, refcount {refs}"
+    if kind == "contents":
+        s, e, d = item
+        return f"data [{s:#x}, {e:#x}) digest {d}"
+    return repr(item)
+
+
+def take(g: GuestMemfd) -> Snapshot:
+    merged: list[tuple[int, int, int, int]] = []
+    for off, count, nr, refs in _folio_runs(g):
+        if merged:
+            po, pc, pn, pr = merged[-1]
+            if pn == nr and pr == refs and po + (pc * nr << PAGE_SHIFT) == off:
+                merged[-1] = (po, pc + count, pn, pr)
+                continue
+        merged.append((off, count, nr, refs))
+    contents = tuple((s << PAGE_SHIFT, e << PAGE_SHIFT, g.contents.digest(s, e))
+                     for s, e in g.contents.written_ranges())
+    alloc: list[tuple[str, int]] = [("allocated_pages", sum(e - s for s, e, _ in g.filemap.map.items()))]
+    spool = getattr(g.alloc, "spool", None)
+    if spool is not None:
+        alloc += [("subpool_used", spool.used_hpages), ("subpool_rsv", spool.rsv_hpages)]
+        alloc += [("split_huge_pages",
+                   sum(1 for r in g.filemap.all_runs() if r.block.split and r.start == r.block.base))]
+    return Snapshot(tuple(g.ranges()), tuple(merged), contents, tuple(alloc))
+
+
+def _folio_runs(g: GuestMemfd) -> list[tuple[int, int, int, int]]:
+    """(offset, count, nr_pages, refcount) per run of equal folios; pins counted, transient
+    references not. Grows with the number of distinct runs, not with pages."""
+    out: list[tuple[int, int, int, int]] = []
+    for run in g.filemap.all_runs():
+        n = run.folio_nr
+        cuts = {run.start, run.end}
+        for s, e, _ in run.block.pins:
+            for p in (s, e):
+                if run.start < p < run.end:
+                    cuts.add(p - (p - run.start) % n)
+        pts = sorted(cuts)
+        for a, b in zip(pts, pts[1:]):
+            refs = n + sum(1 for s, e, _ in run.block.pins if s < a + n and e > a)
+            out.append((a << PAGE_SHIFT, (b - a) // n, n, refs))
+    return out

@@ -1,0 +1,216 @@
+"""Allocation and truncation (mirrors ``kvm_gmem_get_folio``, ``kvm_gmem_allocate``,
+``kvm_gmem_punch_hole``, ``kvm_gmem_truncate_inode_range`` and its helpers, and inode eviction
+in virt/kvm/guest_memfd.c, RFC v2 patches 33/51 and "Merge and truncate on PUNCH_HOLE").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import restructure
+from .conversion import has_safe_refcount
+from .errors import EAGAIN, EINVAL, ENOMEM, ConvFailure, oserror
+from .filemap import FolioRun
+from .folio import Block
+from .guestmem_hugetlb import P_STASH, P_VMEMMAP_RESTORE, vmemmap_pages
+from .shareability import SHARED
+from .units import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from .guest_memfd import GuestMemfd
+
+
+# --- allocation ----------------------------------------------------------------------------------
+def get_folios(g: GuestMemfd, start: int, end: int) -> None:
+    """Make sure every index in ``[start, end)`` has a folio (``kvm_gmem_get_folio`` per index,
+    batched over holes). OSError ENOMEM when the allocator fails."""
+    if not g.alloc.custom:
+        for s, e in list(g.filemap.map.gaps(start, end)):
+            cur = s
+            while cur < e:
+                block, got = g.alloc.alloc(g, cur, e - cur)
+                assert block is not None
+                g.filemap.add(cur, cur + got, block, 1)
+                cur += got
+        return
+    n = g.nr_pages_in_folio
+    for h in range(start - start % n, end, n):
+        if g.filemap.lookup(h) is None:
+            get_folio(g, h)
+
+
+def get_folio(g: GuestMemfd, index: int) -> FolioRun:
+    """Mirrors ``kvm_gmem_get_folio`` with the HugeTLB allocator: allocate a huge folio, add it
+    at the huge-aligned index (ENOMEM), split it at once when its range has a shared page."""
+    n = g.nr_pages_in_folio
+    block, _ = g.alloc.alloc(g, index, 1)
+    assert block is not None
+    base = block.base
+    needs_split = g.share.has_any(base, base + n, SHARED)
+    if needs_split and g.host.revision.prealloc:
+        _prepare_alloc_split(g, block)
+    if not restructure.add_folio(g, base, base + n, block, n, "alloc"):
+        g.alloc.free_pages(block, n)
+        raise oserror(ENOMEM, f"__kvm_gmem_filemap_add_folio failed at index {base:#x}")
+    folio = FolioRun(base, base + n, block, n)
+    if needs_split:
+        if g.host.revision.prealloc:
+            g.filemap.remove(base, base + n)
+            block.split = True
+            g.filemap.add(base, base + n, block, 1)
+        else:
+            try:
+                restructure.split_folio_in_filemap(g, folio, "alloc")
+            except ConvFailure as e:
+                # err: filemap_remove_folio(folio) - the folio goes back to the pool
+                again = g.filemap.lookup(base)
+                if again is not None and again.block is block:
+                    g.filemap.remove(again.start, again.end)
+                    g.alloc.free_pages(block, n)
+                raise oserror(e.errno, f"kvm_gmem_try_split_folio_in_filemap: {e.why}") from None
+    found = g.filemap.lookup(index)
+    assert found is not None
+    return found
+
+
+def _prepare_alloc_split(g: GuestMemfd, block: Block) -> None:
+    """prealloc: take the split's stash and vmemmap memory before the folio is visible."""
+    ctx = {"index": block.base, "phase": "prepare", "folio_order": block.nr.bit_length() - 1}
+    fired = P_STASH.hit(**ctx)
+    need = vmemmap_pages(block.nr)
+    if fired is None:
+        fired = P_VMEMMAP_RESTORE.hit(**ctx)
+    if fired is not None or g.host.pages_available(need) < need:
+        if fired is not None:
+            g.host.note_fault(fired)
+        g.alloc.free_pages(block, block.nr)
+        raise oserror(ENOMEM, f"guestmem_hugetlb_split_folio: no memory to split at {block.base:#x}")
+    g.host.charge_pages(need)
+    block.hvo = False
+
+
+def allocate(g: GuestMemfd, offset: int, length: int) -> None:
+    """Mirrors ``kvm_gmem_allocate``: EINVAL past the size; with HugeTLB both ends are rounded
+    down to huge pages (a shorter fallocate allocates nothing); ENOMEM from the allocator."""
+    if offset + length > g.size:
+        raise oserror(EINVAL, f"kvm_gmem_allocate: {offset:#x}+{length:#x} is past the size {g.size:#x}")
+    start, end = offset >> PAGE_SHIFT, (offset + length) >> PAGE_SHIFT
+    if g.alloc.custom:
+        n = g.nr_pages_in_folio
+        start, end = start - start % n, end - end % n
+    get_folios(g, start, end)
+
+
+# --- releasing memory ------------------------------------------------------------------------------
+def release(g: GuestMemfd, block: Block, start: int, end: int) -> None:
+    """Pages ``[start, end)`` of ``block`` left the filemap: the unpinned ones are freed."""
+    pinned = sum(e - s for s, e in block.pinned(start, end))
+    block.transient = [t for t in block.transient if not start <= t.index < end]
+    free = (end - start) - pinned
+    if free > 0:
+        owner = block.owner
+        assert hasattr(owner, "alloc")
+        owner.alloc.free_pages(block, free)
+
+
+def drop_folios(g: GuestMemfd, start: int, end: int) -> int:
+    """``truncate_inode_folio`` on every folio in ``[start, end)`` (huge ones whole): unmap it
+    from every process, forget its contents, free its memory. Returns pages truncated."""
+    total = 0
+    for run in list(g.filemap.runs(start, end)):
+        s, e = run.start, run.end
+        g.filemap.remove(s, e)
+        for m in g.mappings:
+            m.ptes.clear(s, e)
+        g.contents.zero(s, e)
+        release(g, run.block, s, e)
+        total += e - s
+    return total
+
+
+# --- punch hole ----------------------------------------------------------------------------------
+def punch_hole(g: GuestMemfd, offset: int, length: int) -> None:
+    """Mirrors ``kvm_gmem_punch_hole``: zap the guest, then truncate (HugeTLB: merge-truncate
+    whole huge pages, EAGAIN when pinned; zero partial ones); shareability is unchanged."""
+    start, end = offset >> PAGE_SHIFT, (offset + length) >> PAGE_SHIFT
+    g.vm.zap_all(g, start, end)
+    if g.alloc.custom:
+        truncate_inode_range(g, offset, offset + length)
+    else:
+        drop_folios(g, start, min(end, g.nr_pages))
+
+
+def truncate_inode_range(g: GuestMemfd, lstart: int, lend: int, exiting: bool = False) -> None:
+    """Mirrors ``kvm_gmem_truncate_inode_range``: zero the partial huge pages at both ends,
+    truncate the whole ones."""
+    n = g.nr_pages_in_folio
+    start = lstart >> PAGE_SHIFT
+    end = min(lend, g.size) >> PAGE_SHIFT
+    full_start = -(-start // n) * n
+    full_end = end - end % n
+    if start < full_start:
+        zero_range(g, start, min(full_start, end))
+    if full_end > full_start:
+        truncate_inode_aligned_pages(g, full_start, full_end - full_start, exiting)
+    if end > full_end and end > full_start:
+        zero_range(g, max(full_end, start), end)
+
+
+def zero_range(g: GuestMemfd, start: int, end: int) -> None:
+    """Mirrors ``kvm_gmem_zero_range``: the pages stay allocated, their contents become zeros."""
+    if start < end:  # holes already read zeros; allocated pages are cleared in place
+        g.contents.zero(start, end)
+
+
+def truncate_inode_aligned_pages(g: GuestMemfd, index: int, nr_pages: int, exiting: bool) -> None:
+    """Mirrors ``kvm_gmem_truncate_inode_aligned_pages``: a huge page with no shared page (or
+    any, when the inode is exiting) is truncated as it is; otherwise merge-truncated, which
+    fails with EAGAIN on unexpected references (stops at the first error)."""
+    n = g.nr_pages_in_folio
+    for idx in range(index, index + nr_pages, n):
+        if exiting or not g.share.has_any(idx, idx + n, SHARED):
+            drop_folios(g, idx, idx + n)
+        else:
+            merge_truncate_indices(g, idx)
+
+
+def merge_truncate_indices(g: GuestMemfd, idx: int) -> None:
+    """Mirrors ``kvm_gmem_merge_truncate_indices``: unmap, refcount check (EAGAIN), merge (WARN
+    on failure), truncate. The prealloc revision truncates the pieces without merging (the
+    deferred work merges them), so nothing can fail after the check."""
+    n = g.nr_pages_in_folio
+    from .conversion import unmap_mapping_pages
+
+    unmap_mapping_pages(g, idx, idx + n)
+    bad = has_safe_refcount(g, idx, n, clamp=False, drain=g.host.revision.prealloc)
+    if bad is not None:
+        raise oserror(EAGAIN, f"kvm_gmem_merge_truncate_indices: folio at index {bad:#x} is pinned")
+    f = g.filemap.lookup(idx)
+    if f is None:
+        return
+    if g.host.revision.prealloc:
+        drop_folios(g, idx, idx + n)
+        return
+    try:
+        restructure.merge_folio_in_filemap(g, f, "truncate")
+    except ConvFailure as e:
+        g.host.warn("kvm_gmem_merge_truncate_indices", f"WARN_ON(kvm_gmem_merge_folio_in_filemap()): {e.why}")
+    f = g.filemap.lookup(idx)
+    if f is not None:
+        drop_folios(g, f.start, f.end)
+
+
+def evict_inode(g: GuestMemfd) -> None:
+    """The last reference to the inode went: ``truncate_inode_pages_final_prepare`` + truncate
+    of the whole file with ``mapping_exiting`` (no merge, no checks), allocator teardown."""
+    g.host.begin_op("evict_inode(guest_memfd)")
+    if g.alloc.custom:
+        truncate_inode_range(g, 0, g.size, exiting=True)
+    else:
+        drop_folios(g, 0, g.nr_pages)
+    g.alloc.teardown()
+    g.alive = False
+    if g in g.host.files:
+        g.host.files.remove(g)
+    if g in g.vm.files:
+        g.vm.files.remove(g)

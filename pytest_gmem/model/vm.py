@@ -1,0 +1,98 @@
+"""VMs (mirrors ``kvm_create_vm`` and the arch hooks guest_memfd calls).
+
+A ``VM`` owns the guest page tables of every file created for it. Subclasses change the arch
+behaviour: the TDX VM (``tdx.py``) keeps private pages in the S-EPT and clears them on
+conversion to shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import EIO, GuestFault
+
+if TYPE_CHECKING:
+    from .guest_memfd import GuestMemfd
+    from .host import Host
+
+VM_TYPES: dict[str, Callable[..., VM]] = {}
+
+
+class VM:
+    """A software-protected VM (``KVM_X86_SW_PROTECTED_VM``): contents survive conversions."""
+
+    vm_type = "sw_protected"
+    #: whether private contents survive conversion to shared (False for TDX)
+    preserves_contents = True
+
+    def __init__(self, host: Host, **options: Any) -> None:
+        if options:
+            raise TypeError(f"vm_type {self.vm_type!r} takes no options, got {sorted(options)}")
+        self.host = host
+        self.files: list[GuestMemfd] = []
+        self.dead = False  # KVM_BUG_ON: the VM is bugged and every access fails
+
+    def create_guest_memfd(
+        self,
+        size: int | str | None = None,
+        flags: int | None = None,
+        *,
+        mmap: bool | None = None,
+        init_private: bool | None = None,
+        page_size: str | None = None,
+    ) -> GuestMemfd:
+        """``KVM_CREATE_GUEST_MEMFD`` (flags form or keyword form); OSError EINVAL / ENOMEM."""
+        from .guest_memfd import GuestMemfd, flags_from_keywords
+
+        if size is None:
+            raise TypeError("create_guest_memfd() needs a size (bytes or a string like '2M')")
+        all_flags = flags_from_keywords(flags, mmap, init_private, page_size)
+        g = GuestMemfd(self, size, all_flags)
+        self.files.append(g)
+        return g
+
+    # --- arch hooks guest_memfd calls -------------------------------------------------------
+    def check_alive(self, offset: int) -> None:
+        if self.dead:
+            raise GuestFault(EIO, offset, "the VM is bugged (KVM_BUG_ON); KVM_RUN returns -EIO")
+
+    def unmap_private(self, g: GuestMemfd, start: int, end: int) -> None:
+        """``kvm_gmem_unmap_private``: zap the guest's private mappings (cannot fail here)."""
+        g.guest.zap(start, end, private=True)
+
+    def unmap_shared(self, g: GuestMemfd, start: int, end: int) -> None:
+        """MMU-notifier zap of shared SPTEs after ``unmap_mapping_pages``."""
+        g.guest.zap(start, end, private=False)
+
+    def zap_all(self, g: GuestMemfd, start: int, end: int) -> None:
+        """``kvm_gmem_invalidate_begin_and_zap`` (punch hole, release)."""
+        g.guest.zap(start, end, None)
+
+    def converted(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """After a range changed shareability (TDX clears to-shared pages)."""
+        return None
+
+    def guest_access_private(self, g: GuestMemfd, start: int, end: int, write: bool) -> None:
+        """The guest touches private pages ``[start, end)`` (TDX checks acceptance)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"VM({self.vm_type!r}, files={len(self.files)}{', dead' if self.dead else ''})"
+
+
+VM_TYPES["sw_protected"] = VM
+
+
+def make_vm(host: Host, vm_type: str, **options: Any) -> VM:
+    if vm_type == "tdx" and "tdx" not in VM_TYPES:
+        import importlib
+
+        importlib.import_module(f"{__package__}.tdx")  # registers itself
+    try:
+        cls = VM_TYPES[vm_type]
+    except KeyError:
+        raise ValueError(
+            f"unknown vm_type {vm_type!r}; choose one of {', '.join(sorted(VM_TYPES | {'tdx': VM}))}"
+        ) from None
+    return cls(host, **options)
