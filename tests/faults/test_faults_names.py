@@ -1,0 +1,95 @@
+"""Strict names: unknown points, unknown kinds and kinds a point cannot produce are errors
+with a close-match suggestion; the catalog lists what was declared."""
+
+from __future__ import annotations
+
+import pytest
+
+import faults
+
+ALLOC = faults.declare("t_faults_names_alloc_buffer", {"ENOMEM"}, "allocates   the\n buffer")
+REFS = faults.declare("t_faults_names_refcount", {"speculative_refcount", "extra_refcount"},
+                      "checks the folio refcount")
+TDX = faults.declare("t_faults_names_seamcall", {"tdx_error"}, "a SEAMCALL")
+
+
+def test_unknown_point_suggests_the_close_name() -> None:
+    with pytest.raises(faults.UnknownPoint) as e:
+        faults.inject("t_faults_names_alloc_bufer", "ENOMEM", source="marker on test_x")
+    msg = str(e.value)
+    assert "'t_faults_names_alloc_bufer'" in msg
+    assert "(from marker on test_x)" in msg
+    assert "did you mean 't_faults_names_alloc_buffer'" in msg
+
+
+def test_glob_matching_nothing_is_an_error() -> None:
+    with pytest.raises(faults.UnknownPoint, match="matches no fault point"):
+        faults.inject("t_faults_names_nothing_*", "ENOMEM")
+
+
+def test_unknown_kind_suggests_the_close_name() -> None:
+    with pytest.raises(faults.UnknownKind, match="did you mean 'ENOMEM'"):
+        faults.inject("t_faults_names_alloc_buffer", "ENOMEN")
+    with pytest.raises(faults.UnknownKind, match="did you mean 'speculative_refcount'"):
+        faults.make_kind("speculative_refcont")
+
+
+def test_kind_outside_the_allow_list_is_refused() -> None:
+    with pytest.raises(faults.KindNotAllowed) as e:
+        faults.inject("t_faults_names_alloc_buffer", faults.speculative_refcount(), source="GMEM_FAULTS")
+    msg = str(e.value)
+    assert "cannot produce 'speculative_refcount'" in msg and "(from GMEM_FAULTS)" in msg
+    assert "it can produce ENOMEM" in msg
+
+
+def test_errno_kinds_are_checked_by_name() -> None:
+    with pytest.raises(faults.KindNotAllowed, match="cannot produce 'EIO'"):
+        faults.inject("t_faults_names_alloc_buffer", faults.errno_kind("eio"))
+
+
+def test_glob_where_no_point_allows_the_kind() -> None:
+    with pytest.raises(faults.KindNotAllowed, match="no fault point matching 't_faults_names_\\*'"):
+        faults.inject("t_faults_names_*", "EIO")
+
+
+def test_universal_kinds_are_allowed_everywhere(sc: faults.Scope) -> None:
+    seen: list[int] = []
+    with faults.inject("t_faults_names_seamcall", faults.callback(lambda ctx: seen.append(1))):
+        f = TDX.hit()
+    assert f is not None and seen == [1]
+    with faults.inject_chain("t_faults_names_seamcall", [faults.Term(faults.Off())]):
+        assert TDX.hit() is None
+
+
+def test_callback_may_return_the_kind_to_apply(sc: faults.Scope) -> None:
+    with faults.inject("t_faults_names_seamcall", faults.callback(lambda ctx: faults.tdx_error("fatal"))):
+        f = TDX.hit()
+    assert f is not None and isinstance(f.kind, faults.TdxError)
+    assert f.kind.code == "TDX_SW_ERROR" and not f.kind.retryable
+
+
+def test_parameterised_kinds_validate_their_arguments() -> None:
+    with pytest.raises(ValueError, match="refs must be >= 1"):
+        faults.speculative_refcount(refs=0)
+    with pytest.raises(faults.UnknownKind, match="did you mean 'TDX_OPERAND_BUSY'"):
+        faults.tdx_error("TDX_OPERAND_BUS")
+    assert faults.tdx_error().retryable
+
+
+def test_declare_rejects_bad_names_and_conflicting_redeclaration() -> None:
+    with pytest.raises(faults.FaultError, match="must be letters"):
+        faults.declare("t faults names bad", {"ENOMEM"}, "")
+    assert faults.declare("t_faults_names_alloc_buffer", {"ENOMEM"}, "again") is ALLOC
+    with pytest.raises(faults.FaultError, match="declared twice"):
+        faults.declare("t_faults_names_alloc_buffer", {"EIO"}, "")
+
+
+def test_catalog_lists_declared_points_in_name_order() -> None:
+    mine = [p for p in faults.catalog() if p.name.startswith("t_faults_names_")]
+    assert [p.name for p in mine] == ["t_faults_names_alloc_buffer", "t_faults_names_refcount",
+                                      "t_faults_names_seamcall"]
+    assert mine[0].kinds == {"ENOMEM"}
+    assert mine[0].doc == "allocates the buffer"  # whitespace normalised
+    assert mine[0].module == __name__
+    names = [p.name for p in faults.catalog()]
+    assert names == sorted(names)
