@@ -15,7 +15,7 @@ import faults
 
 from . import restructure
 from .errors import EAGAIN, EINVAL, ENOMEM, ConversionError, ConvFailure
-from .shareability import P_PREALLOC, P_STORE, PRIVATE, SHARED
+from .shareability import P_STORE, PRIVATE, SHARED
 from .units import PAGE_SHIFT, PAGE_SIZE, U64_MASK
 
 if TYPE_CHECKING:
@@ -194,9 +194,9 @@ def convert_range_prealloc(g: GuestMemfd, start: int, nr: int, to_shared: bool) 
     work = compute_work(g, start, nr, target)
     if not work:
         return
-    f = P_PREALLOC.hit(index=start, nr_pages=nr, phase="prepare",
-                       nodes=g.share.nodes_needed(start, start + nr))
-    if f is not None:
+    f = P_STORE.hit(index=start, nr_pages=nr, phase="prepare",
+                    nodes=g.share.nodes_needed(start, start + nr))
+    if f is not None:  # kvm_gmem_mas_preallocate(): the store's nodes are allocated up front
         g.host.note_fault(f)
         raise ConvFailure(ENOMEM, None, "kvm_gmem_mas_preallocate: maple tree preallocation failed")
     if not to_shared:

@@ -16,15 +16,10 @@ PRIVATE = "private"  # SHAREABILITY_GUEST
 P_STORE = faults.declare(
     "kvm_gmem_shareability_store", {"ENOMEM"},
     """mas_store_gfp(GFP_KERNEL) in kvm_gmem_shareability_store(): allocating maple-tree nodes
-    for the new range fails. In the rollback phase this only WARNs (rfc-v2, fixed).""",
+    for the new range fails. In the rollback phase this only WARNs (rfc-v2, fixed). The prealloc
+    revision allocates them up front (kvm_gmem_mas_preallocate, phase "prepare"), before
+    anything changed.""",
 )
-P_PREALLOC = faults.declare(
-    "kvm_gmem_mas_preallocate", {"ENOMEM"},
-    """mas_preallocate() before the point of no return (prealloc revision, as in-place
-    conversion v8's kvm_gmem_mas_preallocate): nothing has changed yet when it fails.""",
-)
-
-
 class Shareability:
     """Ranges of SHARED / PRIVATE over the whole file."""
 

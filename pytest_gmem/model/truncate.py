@@ -176,8 +176,8 @@ def truncate_inode_aligned_pages(g: GuestMemfd, index: int, nr_pages: int, exiti
 
 def merge_truncate_indices(g: GuestMemfd, idx: int) -> None:
     """Mirrors ``kvm_gmem_merge_truncate_indices``: unmap, refcount check (EAGAIN), merge (WARN
-    on failure), truncate. The prealloc revision truncates the pieces without merging (the
-    deferred work merges them), so nothing can fail after the check."""
+    on failure), truncate. The prealloc revision merges in the allocator and frees the page
+    without re-adding it to the filemap first, so nothing can fail after the check."""
     n = g.nr_pages_in_folio
     from .conversion import unmap_mapping_pages
 
@@ -189,6 +189,12 @@ def merge_truncate_indices(g: GuestMemfd, idx: int) -> None:
     if f is None:
         return
     if g.host.revision.prealloc:
+        # prepared: the pieces are frozen (checked above); merging them in the allocator and
+        # freeing the whole page at once needs no allocation, so nothing can fail here
+        if f.folio_nr == 1 and g.filemap.resident(f.block, idx, idx + n) == [(idx, idx + n)]:
+            g.filemap.remove(idx, idx + n)
+            g.alloc.merge_folio(f.block, "truncate")
+            g.filemap.add(idx, idx + n, f.block, n)
         drop_folios(g, idx, idx + n)
         return
     try:
