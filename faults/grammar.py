@@ -54,6 +54,7 @@ points are found when arming (:func:`arm`), with the same caret.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -78,6 +79,7 @@ from .spec import (
 
 __all__ = ["ArmingSpec", "RuleSpec", "TermSpec", "arm", "format_spec", "parse"]
 
+_SPACE = re.compile(r"\s+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TARGET = re.compile(r"[A-Za-z0-9_.*?]+")
 _INT = re.compile(r"\d+")
@@ -141,8 +143,8 @@ class _Parser:
 
     def peek(self) -> str:
         """Skip whitespace; the next character ('' at the end)."""
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
+        m = _SPACE.match(self.text, self.pos)
+        self.pos = m.end() if m else self.pos
         return self.text[self.pos : self.pos + 1]
 
     def accept(self, token: str) -> bool:
@@ -374,8 +376,7 @@ class _Parser:
             self.fail(f"bad arguments for {name}: {e}", at)
 
     def _check_args(self, name: str, cls: type, args: list[tuple[str | None, Value, int]]) -> None:
-        fields = [f.name for f in dataclasses.fields(cls) if f.init]
-        hints = typing.get_type_hints(cls)
+        fields, hints = _signature(cls)
         if len([a for a in args if a[0] is None]) > len(fields):
             self.fail(f"{name} takes at most {len(fields)} arguments", args[len(fields)][2])
         for i, (key, value, apos) in enumerate(args):
@@ -389,6 +390,13 @@ class _Parser:
     def _raise_located(self, cls: type[FaultError], message: str, pos: int) -> NoReturn:
         where = f" (from {self.source})" if self.source else ""
         raise cls(f"{message}{where} at character {pos + 1}:\n{_caret_lines(self.text, pos)}")
+
+
+@functools.cache
+def _signature(cls: type) -> tuple[list[str], dict[str, object]]:
+    """A kind class's argument names and their types (resolved once; it is slow)."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    return fields, typing.get_type_hints(cls)
 
 
 def _int_or_none(value: int | float | None) -> int | None:
