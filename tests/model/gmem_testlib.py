@@ -201,6 +201,8 @@ def expected_ranges(spans: Sequence[tuple[int, int, str]]) -> list[tuple[int, in
     """Coalesce adjacent equal spans, the way `kvm_gmem_shareability_store` keeps the tree."""
     out: list[tuple[int, int, str]] = []
     for start, end, state in spans:
+        if start == end:
+            continue
         if out and out[-1][1] == start and out[-1][2] == state:
             out[-1] = (out[-1][0], end, state)
         else:

@@ -285,14 +285,23 @@ def test_elevated_refcount(revision: str, backing: str, test_page: int) -> None:
 # --- the v8 ENOMEM detail: error_offset = start of the request -------------------------
 
 
-@pytest.mark.parametrize("revision", ["fixed", "prealloc"])
-@pytest.mark.parametrize("point", ["kvm_gmem_convert_compute_work", "kvm_gmem_shareability_store"])
+@pytest.mark.parametrize(
+    ("revision", "point"),
+    [
+        ("fixed", "kvm_gmem_convert_compute_work"),
+        ("fixed", "kvm_gmem_shareability_store"),
+        ("prealloc", "kvm_gmem_convert_compute_work"),
+        ("prealloc", "kvm_gmem_mas_preallocate"),
+    ],
+)
 def test_enomem_reports_request_start(revision: str, backing: str, point: str) -> None:
     """v8 `__kvm_gmem_set_attributes`: on -ENOMEM, `*err_index = start` (KERNEL-NOTES 5).
 
     The "fixed" revision reports the request start as well (API.md); nothing changes and
     nothing WARNs, since only the first attempt fails. RFC v2 as posted reports an
-    uninitialised value (MODEL.md defect 4), so it is not checked here.
+    uninitialised value (MODEL.md defect 4), so it is not checked here. Under "prealloc"
+    the shareability store cannot fail; its allocation moved to v8's
+    `kvm_gmem_mas_preallocate`, before the point of no return.
     """
     f = Fixture(revision, backing, 4, init_shared=True)
     for pg in range(4):
@@ -308,4 +317,39 @@ def test_enomem_reports_request_start(revision: str, backing: str, point: str) -
     assert f.gmem.ranges() == f.ranges_for({1, 2})
     for pg in (1, 2):
         assert f.gmem.guest_read(pg * PAGE_SIZE, VALUE_LEN) == val(A + pg)
+    f.finish()
+
+
+# --- the v8 EAGAIN detail: error_offset = max(start, folio index) ----------------------
+
+
+@pytest.mark.parametrize(("revision", "want_page"), [("prealloc", 5), ("fixed", 0)])
+def test_eagain_error_offset_clamped_to_request_start(revision: str, want_page: int) -> None:
+    """v8 `kvm_gmem_is_safe_for_conversion`: `*err_index = max(start, folio->index)`
+    (KERNEL-NOTES 1.5, 5) versus RFC v2's unclamped folio index.
+
+    A 2M unit: page 5 shared, the rest private. Converting page 5 back to private merges the
+    huge page, which needs every 4K piece frozen; a speculative reference on piece 0 (before
+    the request) keeps it from freezing. "prealloc" checks before the point of no return and
+    reports the request start (page 5); "fixed" gives up after bounded spinning and reports
+    the folio's own index (page 0), after rolling back. Either way nothing changes.
+    """
+    f = Fixture(revision, "2M", 1, init_shared=False)
+    f.gmem.guest_write(0, val(A))
+    f.gmem.guest_write(5 * PAGE_SIZE, val(B))
+    f.convert_shared(5)
+    before = f.gmem.snapshot()
+    with faults.inject("filemap_remove_folio_for_restructuring",
+                       faults.speculative_refcount(refs=1, hold=None), nth=1):
+        with pytest.raises(ConversionError) as e:
+            f.convert_private(5)
+    assert (e.value.errno, e.value.error_offset) == (errno.EAGAIN, want_page * PAGE_SIZE)
+    assert f.gmem.snapshot() == before
+    assert f.gmem.ranges() == [(0, 5 * PAGE_SIZE, "private"), (5 * PAGE_SIZE, 6 * PAGE_SIZE, "shared"),
+                               (6 * PAGE_SIZE, f.size, "private")]
+    assert list(f.host.warnings) == []
+    f.convert_private(5)
+    assert f.gmem.ranges() == [(0, f.size, "private")]
+    assert f.gmem.guest_read(5 * PAGE_SIZE, VALUE_LEN) == val(B)
+    assert f.gmem.guest_read(0, VALUE_LEN) == val(A)
     f.finish()
