@@ -1,0 +1,212 @@
+"""The four known defects of RFC v2 (MODEL.md "Known defects"): each reproduces under
+``rfc-v2`` and is absent under ``fixed`` and ``prealloc``; plus the prealloc guarantee that no
+single failure leaves a WARN or a half-done conversion."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+import faults
+from pytest_gmem import ConversionError, GuestMemfd, Host, KernelBug
+
+MB2 = 2 << 20
+
+
+def make(revision: str, huge_pages: int = 4) -> tuple[Host, GuestMemfd]:
+    host = Host(hugetlb={"2M": 16}, revision=revision)
+    g = host.create_vm().create_guest_memfd(size=huge_pages * MB2, mmap=True, init_private=True, page_size="2M")
+    g.fallocate(1, 0, g.size)
+    g.guest_write(0, b"private data")
+    return host, g
+
+
+# --- defect 1: rollback underflow ------------------------------------------------------------------
+def test_rollback_underflow_is_a_kernel_bug_under_rfc_v2() -> None:
+    """A split failing at index 0 makes the unsigned rollback loop run forever."""
+    host, g = make("rfc-v2")
+    with faults.inject("__kvm_gmem_filemap_add_folio", "ENOMEM", nth=1), pytest.raises(KernelBug) as e:
+        g.convert_shared(0, 4096)
+    assert e.value.function == "kvm_gmem_restructure_folios_in_range"
+    assert "underflow" in e.value.detail and "never terminates" in e.value.detail
+
+
+def test_rollback_underflow_also_after_successful_unwinding() -> None:
+    """With start == 0 the loop condition stays true even after the in-range undos ran."""
+    host, g = make("rfc-v2")
+    with faults.inject("guestmem_hugetlb_stash_metadata", "ENOMEM", nth=2), pytest.raises(KernelBug):
+        g.convert_shared(0, 2 * MB2)
+
+
+def test_rollback_from_nonzero_start_terminates_under_rfc_v2() -> None:
+    host, g = make("rfc-v2")
+    before = g.snapshot()
+    with faults.inject("guestmem_hugetlb_stash_metadata", "ENOMEM", nth=2), \
+            pytest.raises(ConversionError) as e:
+        g.convert_shared(MB2, 2 * MB2)
+    assert e.value.errno == errno.ENOMEM
+    assert g.snapshot() == before
+    host.check()
+
+
+@pytest.mark.parametrize("revision", ["fixed", "prealloc"])
+def test_no_underflow_after_fix(revision: str) -> None:
+    host, g = make(revision)
+    before = g.snapshot()
+    with faults.inject("__kvm_gmem_filemap_add_folio", "ENOMEM", nth=1), pytest.raises(ConversionError) as e:
+        g.convert_shared(0, 4096)
+    assert e.value.errno == errno.ENOMEM and e.value.error_offset == 0
+    assert g.snapshot() == before
+    assert host.warnings == []
+    host.check()
+    g.convert_shared(0, 4096)  # and it works once memory is back
+    assert g.shareability(0) == "shared"
+    host.check()
+
+
+# --- defect 2: ENOMEM during rollback only WARNs, leaving the state inconsistent -------------------
+@pytest.mark.parametrize("revision", ["rfc-v2", "fixed"])
+def test_enomem_in_rollback_warns_and_breaks_invariants(revision: str) -> None:
+    host, g = make(revision)
+    with faults.inject("guestmem_hugetlb_stash_metadata", "ENOMEM", nth=2), \
+            faults.inject("kvm_gmem_shareability_store", "ENOMEM", when={"phase": "rollback"}), \
+            pytest.raises(ConversionError) as e:
+        g.convert_shared(MB2, 2 * MB2)
+    assert e.value.errno == errno.ENOMEM
+    assert [w.where for w in host.warnings] == ["kvm_gmem_convert_range"]
+    assert "kvm_gmem_shareability_store:ENOMEM" in (host.warnings[0].fault or "")
+    problems = host.violations()
+    assert problems and all(p.startswith("[2 split]") for p in problems)
+
+
+def test_merge_rollback_split_failure_warns_under_fixed() -> None:
+    """Yan Zhao's case: after a merge freed the stash, the undo split fails with ENOMEM."""
+    host, g = make("fixed")
+    g.convert_shared(MB2, 4096)
+    with faults.inject("__kvm_gmem_filemap_add_folio", "ENOMEM", when={"phase": "forward", "folio_order": 9}), \
+            faults.inject("guestmem_hugetlb_stash_metadata", "ENOMEM", when={"phase": "rollback"}), \
+            pytest.raises(ConversionError):
+        g.convert_private(MB2, 4096)
+    assert any(w.where == "kvm_gmem_merge_folio_in_filemap" for w in host.warnings)
+
+
+def test_prealloc_rollback_faults_cannot_happen() -> None:
+    host, g = make("prealloc")
+    before = g.snapshot()
+    with faults.inject("guestmem_hugetlb_stash_metadata", "ENOMEM", nth=2), \
+            faults.inject("kvm_gmem_shareability_store", "ENOMEM", when={"phase": "rollback"}) as rb, \
+            pytest.raises(ConversionError):
+        g.convert_shared(MB2, 2 * MB2)
+    assert rb.hits == 0  # there is no rollback phase
+    assert host.warnings == [] and g.snapshot() == before
+    host.check()
+
+
+# --- defect 3: unbounded spin on speculative references ---------------------------------------------
+def test_unbounded_spin_is_a_kernel_bug_under_rfc_v2() -> None:
+    host, g = make("rfc-v2")
+    with faults.inject("filemap_remove_folio_for_restructuring", faults.speculative_refcount(hold=None)), \
+            pytest.raises(KernelBug) as e:
+        g.convert_shared(MB2, 4096)
+    assert e.value.function == "filemap_remove_folio_for_restructuring"
+    assert any("Spinning on folio" in w.message for w in host.warnings)
+
+
+def test_short_speculative_reference_only_warns_under_rfc_v2() -> None:
+    host, g = make("rfc-v2")
+    with faults.inject("filemap_remove_folio_for_restructuring", faults.speculative_refcount(hold=3)):
+        g.convert_shared(MB2, 4096)
+    assert g.shareability(MB2) == "shared"
+    assert [w.where for w in host.warnings] == ["filemap_remove_folio_for_restructuring"]
+    host.check()
+
+
+@pytest.mark.parametrize("revision", ["fixed", "prealloc"])
+def test_bounded_spin_reports_eagain(revision: str) -> None:
+    host, g = make(revision)
+    before = g.snapshot()
+    with faults.inject("filemap_remove_folio_for_restructuring", faults.speculative_refcount(hold=None)), \
+            pytest.raises(ConversionError) as e:
+        g.convert_shared(MB2 + 4096, 4096)
+    assert e.value.errno == errno.EAGAIN
+    assert e.value.error_offset == MB2 if revision == "fixed" else e.value.error_offset == MB2 + 4096
+    assert g.snapshot() == before and host.warnings == []
+    host.check()
+    g.convert_shared(MB2 + 4096, 4096)  # the arming ended: the references are gone
+    host.check()
+
+
+@pytest.mark.parametrize("revision", ["fixed", "prealloc"])
+def test_short_speculative_reference_is_waited_for(revision: str) -> None:
+    host, g = make(revision)
+    with faults.inject("filemap_remove_folio_for_restructuring", faults.speculative_refcount(hold=3)):
+        g.convert_shared(MB2, 4096)
+    assert g.shareability(MB2) == "shared" and host.warnings == []
+
+
+# --- defect 4: error_offset uninitialised on ENOMEM ------------------------------------------------
+@pytest.mark.parametrize("point", ["kvm_gmem_convert_compute_work", "kvm_gmem_shareability_store",
+                                   "hugetlb_vmemmap_restore_folio"])
+def test_error_offset_uninitialised_on_enomem_under_rfc_v2(point: str) -> None:
+    host, g = make("rfc-v2")
+    with faults.inject(point, "ENOMEM"), pytest.raises(ConversionError) as e:
+        g.convert_shared(MB2 + 8192, 4096)
+    assert e.value.errno == errno.ENOMEM
+    assert not e.value.error_offset_valid
+    assert e.value.error_offset != MB2 + 8192 and e.value.error_offset >= 1 << 63
+
+
+@pytest.mark.parametrize("revision", ["fixed", "prealloc"])
+@pytest.mark.parametrize("point", ["kvm_gmem_convert_compute_work", "kvm_gmem_shareability_store",
+                                   "hugetlb_vmemmap_restore_folio"])
+def test_error_offset_is_request_start_on_enomem(revision: str, point: str) -> None:
+    host, g = make(revision)
+    with faults.inject(point, "ENOMEM"), pytest.raises(ConversionError) as e:
+        g.convert_shared(MB2 + 8192, 4096)
+    assert e.value.errno == errno.ENOMEM and e.value.error_offset == MB2 + 8192
+    assert e.value.error_offset_valid
+
+
+# --- prealloc: no single failure leaves a WARN or a half-done conversion -----------------------------
+def _reachable(scope: faults.Scope) -> dict[str, int]:
+    return {p: n for p, n in scope.census.items()}
+
+
+@pytest.mark.parametrize("to_shared", [True, False])
+def test_prealloc_single_fault_sweep_is_clean(to_shared: bool) -> None:
+    """Every (point, kind, nth) a conversion reaches: a clean error with the state restored, or
+    success; never a WARN, an invariant violation or a KernelBug."""
+
+    def setup() -> tuple[Host, GuestMemfd]:
+        host, g = make("prealloc")
+        if not to_shared:
+            g.convert_shared(MB2, MB2)
+        return host, g
+
+    def op(g: GuestMemfd) -> None:
+        if to_shared:
+            g.convert_shared(MB2 - 4096, MB2 + 8192)
+        else:
+            g.convert_private(MB2, MB2)
+
+    host, g = setup()
+    with faults.scope(record=True) as census:
+        op(g)
+    scenarios = 0
+    for name, hits in _reachable(census).items():
+        point = faults.get_point(name)
+        for kind in sorted(point.kinds):
+            for nth in range(1, min(hits, 4) + 1):
+                host, g = setup()
+                before = g.snapshot()
+                arg: faults.Kind | str = faults.speculative_refcount(hold=None) if kind == "speculative_refcount" else kind
+                with faults.inject(name, arg, nth=nth):
+                    try:
+                        op(g)
+                    except ConversionError:
+                        assert g.snapshot() == before, (name, kind, nth)
+                assert host.warnings == [], (name, kind, nth, host.warnings)
+                assert host.violations() == [], (name, kind, nth)
+                scenarios += 1
+    assert scenarios >= 8
