@@ -21,7 +21,6 @@ def _o(index: int) -> str:
 
 def check_file(g: GuestMemfd, name: str) -> list[str]:
     out: list[str] = []
-    n = g.nr_pages_in_folio
     # 1. folios tile the filemap, aligned, inside the file and inside their block
     prev_end = 0
     for run in g.filemap.all_runs():
@@ -70,7 +69,7 @@ def check_file(g: GuestMemfd, name: str) -> list[str]:
             if t.refs < 0:
                 out.append(f"[5 refcount] {name}: negative transient references at {_o(t.index)}")
     for p in g.pins:
-        for block, s, e in p.held:
+        for block, _s, _e in p.held:
             if block.freed > block.nr:
                 out.append(f"[5 refcount] {name}: pinned block {block!r} freed more pages than it has")
     # 6. contents only where memory exists

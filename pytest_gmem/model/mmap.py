@@ -150,7 +150,7 @@ class Pin:
         for block, s, e in self.held:
             block.pins = [p for p in block.pins if p[2] is not self]
             owner = block.owner
-            resident = owner.filemap.resident(block, s, e) if getattr(owner, "alive", False) else []
+            resident = owner.filemap.resident(block, s, e) if getattr(owner, "alive", False) else []  # type: ignore[attr-defined]
             gone = _subtract([(s, e)], resident)
             gone = _subtract(gone, block.pinned(s, e))
             free = sum(b - a for a, b in gone)

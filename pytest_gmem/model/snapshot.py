@@ -6,6 +6,7 @@ transient references injected by a fault (they end when the arming ends).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -93,7 +94,7 @@ def _folio_runs(g: GuestMemfd) -> list[tuple[int, int, int, int]]:
                 if run.start < p < run.end:
                     cuts.add(p - (p - run.start) % n)
         pts = sorted(cuts)
-        for a, b in zip(pts, pts[1:]):
+        for a, b in itertools.pairwise(pts):
             refs = n + sum(1 for s, e, _ in run.block.pins if s < a + n and e > a)
             out.append((a << PAGE_SHIFT, (b - a) // n, n, refs))
     return out

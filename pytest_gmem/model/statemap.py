@@ -41,14 +41,15 @@ def render_file(g: GuestMemfd, name: str) -> list[str]:
     out.append(f"  folios ({g.filemap.nr_runs()} runs):")
     out.extend(_cap(folios) or ["    (none)"])
     for i, m in enumerate(g.mappings):
-        out.append(f"  host mapping #{i}: " + (" ".join(_r(s, e) for s, e, _ in m.ptes.items()) or "(no PTEs)"))
+        ptes = " ".join(_r(s, e) for s, e, _ in m.ptes.items())
+        out.append(f"  host mapping #{i}: " + (ptes or "(no PTEs)"))
     for p in g.pins:
         out.append(f"  pin {_r(p.start, p.end)}")
     guest = [f"{_r(s, e)}={m.level}{'P' if m.private else 'S'}" for s, e, m in g.guest.ranges()]
     out.append("  guest: " + (" ".join(guest[:16]) or "(unmapped)"))
-    extra = getattr(g.vm, "render_file", None)
-    if extra is not None:
-        out.extend(extra(g))
+    render_extra = getattr(g.vm, "render_file", None)
+    if render_extra is not None:
+        out.extend(render_extra(g))
     return out
 
 

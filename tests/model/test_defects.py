@@ -25,7 +25,7 @@ def make(revision: str, huge_pages: int = 4) -> tuple[Host, GuestMemfd]:
 # --- defect 1: rollback underflow ------------------------------------------------------------------
 def test_rollback_underflow_is_a_kernel_bug_under_rfc_v2() -> None:
     """A split failing at index 0 makes the unsigned rollback loop run forever."""
-    host, g = make("rfc-v2")
+    _, g = make("rfc-v2")
     with faults.inject("__kvm_gmem_filemap_add_folio", "ENOMEM", nth=1), pytest.raises(KernelBug) as e:
         g.convert_shared(0, 4096)
     assert e.value.function == "kvm_gmem_restructure_folios_in_range"
@@ -34,7 +34,7 @@ def test_rollback_underflow_is_a_kernel_bug_under_rfc_v2() -> None:
 
 def test_rollback_underflow_also_after_successful_unwinding() -> None:
     """With start == 0 the loop condition stays true even after the in-range undos ran."""
-    host, g = make("rfc-v2")
+    _, g = make("rfc-v2")
     with faults.inject("guestmem_hugetlb_stash_metadata", "ENOMEM", nth=2), pytest.raises(KernelBug):
         g.convert_shared(0, 2 * MB2)
 
@@ -149,7 +149,7 @@ def test_short_speculative_reference_is_waited_for(revision: str) -> None:
 @pytest.mark.parametrize("point", ["kvm_gmem_convert_compute_work", "kvm_gmem_shareability_store",
                                    "hugetlb_vmemmap_restore_folio"])
 def test_error_offset_uninitialised_on_enomem_under_rfc_v2(point: str) -> None:
-    host, g = make("rfc-v2")
+    _, g = make("rfc-v2")
     with faults.inject(point, "ENOMEM"), pytest.raises(ConversionError) as e:
         g.convert_shared(MB2 + 8192, 4096)
     assert e.value.errno == errno.ENOMEM
@@ -161,7 +161,7 @@ def test_error_offset_uninitialised_on_enomem_under_rfc_v2(point: str) -> None:
 @pytest.mark.parametrize("point", ["kvm_gmem_convert_compute_work", "kvm_gmem_shareability_store",
                                    "hugetlb_vmemmap_restore_folio"])
 def test_error_offset_is_request_start_on_enomem(revision: str, point: str) -> None:
-    host, g = make(revision)
+    _, g = make(revision)
     with faults.inject(point, "ENOMEM"), pytest.raises(ConversionError) as e:
         g.convert_shared(MB2 + 8192, 4096)
     assert e.value.errno == errno.ENOMEM and e.value.error_offset == MB2 + 8192
@@ -200,7 +200,8 @@ def test_prealloc_single_fault_sweep_is_clean(to_shared: bool) -> None:
             for nth in range(1, min(hits, 4) + 1):
                 host, g = setup()
                 before = g.snapshot()
-                arg: faults.Kind | str = faults.speculative_refcount(hold=None) if kind == "speculative_refcount" else kind
+                spec = kind == "speculative_refcount"
+                arg: faults.Kind | str = faults.speculative_refcount(hold=None) if spec else kind
                 with faults.inject(name, arg, nth=nth):
                     try:
                         op(g)
