@@ -104,8 +104,7 @@ def parse_seed(value: object, source: str) -> int:
 def check_revision(value: object, source: str, known: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in known:
         raise ConfigError(
-            f"unknown revision {value!r} from {source}; known: {', '.join(known)}"
-            + suggest(str(value), known)
+            f"unknown revision {value!r} from {source}; known: {', '.join(known)}" + suggest(str(value), known)
         )
     return value
 
@@ -169,8 +168,9 @@ MARKER_HELP = {
     "gmem": (
         "gmem(size='4M', page_size='2M', mmap=True, init_private=False, vm_type='sw_protected', "
         "revision=None, hugetlb=None, check=True): how the gmem_host, gmem_vm and gmem fixtures "
-        "are built; revision=None means --gmem-revision (default 'fixed'); check=False skips the "
-        "after-test host.check() and WARN check. Nearest marker wins, per argument."
+        "are built; revision=None means --gmem-revision (default 'fixed'); hugetlb=None means "
+        "{'2M': 64, '1G': 4}, grown to fit the file; check=False skips the after-test "
+        "host.check() and WARN check. Nearest marker wins, per argument."
     ),
     "enomem": (
         "enomem(point, nth=1, times=1, **when): the fault point (name or glob) fails with ENOMEM "
@@ -290,6 +290,28 @@ class GmemParams:
     hugetlb: Mapping[str, int] | None = None
     check: bool = True
 
+    def pools(self) -> dict[str, int]:
+        """HugeTLB pools for the host: the marker's ``hugetlb``, else :data:`DEFAULT_POOLS`
+        grown so that the marker's file fits."""
+        if self.hugetlb is not None:
+            return dict(self.hugetlb)
+        pools = dict(DEFAULT_POOLS)
+        if self.page_size in pools:
+            need = -(-size_bytes(self.size) // size_bytes(self.page_size))
+            pools[self.page_size] = max(pools[self.page_size], need)
+        return pools
+
+
+#: HugeTLB pools of a host when the ``gmem`` marker gives none.
+DEFAULT_POOLS = {"2M": 64, "1G": 4}
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def size_bytes(size: int | str) -> int:
+    if isinstance(size, int):
+        return size
+    return int(size[:-1]) * _UNITS[size[-1]] if size[-1:] in _UNITS else int(size)
+
 
 _SIZE_RE = re.compile(r"^\d+[KMG]?$")
 
@@ -333,8 +355,7 @@ def gmem_params(
     hugetlb = values.get("hugetlb")
     if hugetlb is not None:
         if not isinstance(hugetlb, Mapping) or not all(
-            k in ("2M", "1G") and isinstance(v, int) and not isinstance(v, bool) and v >= 0
-            for k, v in hugetlb.items()
+            k in ("2M", "1G") and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in hugetlb.items()
         ):
             raise ConfigError(f"{where}: invalid hugetlb {hugetlb!r}; expected e.g. {{'2M': 64, '1G': 4}}")
     return GmemParams(
@@ -417,9 +438,7 @@ def _arm_text(text: str, source: str) -> list[faults.Arming]:
     return [a for a in result if isinstance(a, faults.Arming)]
 
 
-def marker_requests(
-    marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str
-) -> list[ArmRequest]:
+def marker_requests(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> list[ArmRequest]:
     """The armings a fault marker asks for (arguments checked, names checked later by arming)."""
     v = bind(marker, args, kwargs, where)
     if marker == "fault":
@@ -452,9 +471,7 @@ def marker_requests(
     raise ConfigError(f"{where}: not a fault marker")  # pragma: no cover - guarded by the caller
 
 
-def allow_patterns(
-    markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], where: str
-) -> list[re.Pattern[str]]:
+def allow_patterns(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], where: str) -> list[re.Pattern[str]]:
     out = []
     for args, kwargs in markers:
         pattern = bind("allow_warn", args, kwargs, where)["pattern"]

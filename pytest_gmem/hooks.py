@@ -18,14 +18,12 @@ if TYPE_CHECKING:
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_gmem_make_host(
-    item: pytest.Item, config: pytest.Config, revision: str, hugetlb: Mapping[str, int] | None
-) -> Any:
+def pytest_gmem_make_host(item: pytest.Item, config: pytest.Config, revision: str, hugetlb: Mapping[str, int]) -> Any:
     """Return the ``Host`` for a test's ``gmem_host`` fixture (and ``gmem_factory.host()``).
 
     ``revision`` is the resolved revision (marker, then ``--gmem-revision``...), ``hugetlb`` the
-    marker's pools or None. The first non-None result wins. Example, a bigger 1G pool for the
-    tests of one directory::
+    pools (the marker's, else ``{"2M": 64, "1G": 4}`` grown to fit the marker's file). The
+    first non-None result wins. Example, a bigger 1G pool for the tests of one directory::
 
         # conftest.py
         from pytest_gmem import Host

@@ -52,20 +52,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gmem", "guest_memfd model and fault injection (pytest-gmem)")
-    group.addoption(
-        "--gmem-revision", dest="gmem_revision", metavar="NAME", default=None, help=cfg.REVISION_HELP
-    )
+    group.addoption("--gmem-revision", dest="gmem_revision", metavar="NAME", default=None, help=cfg.REVISION_HELP)
     group.addoption(
         "--gmem-fault", dest="gmem_faults", metavar="SPEC", action="append", default=[], help=cfg.FAULT_HELP
     )
     group.addoption("--gmem-seed", dest="gmem_seed", metavar="N", default=None, help=cfg.SEED_HELP)
-    group.addoption(
-        "--gmem-points", dest="gmem_points", action="store_true", default=False, help=cfg.POINTS_HELP
-    )
+    group.addoption("--gmem-points", dest="gmem_points", action="store_true", default=False, help=cfg.POINTS_HELP)
     group.addoption("--gmem-report", dest="gmem_report", metavar="PATH", default=None, help=cfg.REPORT_HELP)
-    group.addoption(
-        "--gmem-sweep", dest="gmem_sweep", action="store_true", default=False, help=cfg.SWEEP_HELP
-    )
+    group.addoption("--gmem-sweep", dest="gmem_sweep", action="store_true", default=False, help=cfg.SWEEP_HELP)
     parser.addini("gmem_revision", cfg.REVISION_HELP, default="")
     parser.addini("gmem_faults", cfg.FAULT_HELP, type="linelist", default=[])
     parser.addini("gmem_seed", cfg.SEED_HELP, default="")
@@ -134,9 +128,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # `-m gmem` selects every test that uses the model, marked or not.
     for item in items:
-        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not item.get_closest_marker(
-            "gmem"
-        ):
+        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not item.get_closest_marker("gmem"):
             item.add_marker(pytest.mark.gmem)
 
 
@@ -153,9 +145,7 @@ def _read_markers(item: pytest.Item) -> tuple[cfg.GmemParams, list[cfg.ArmReques
         if m.name in cfg.FAULT_MARKERS
         for req in cfg.marker_requests(m.name, m.args, m.kwargs, where(m.name))
     ]
-    allow = cfg.allow_patterns(
-        [(m.args, m.kwargs) for m in item.iter_markers("allow_warn")], where("allow_warn")
-    )
+    allow = cfg.allow_patterns([(m.args, m.kwargs) for m in item.iter_markers("allow_warn")], where("allow_warn"))
     return params, requests, allow
 
 
@@ -218,9 +208,7 @@ def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
 
 
 def _problems_text(run: TestRun, problems: list[Problem], reproduce: str) -> str:
-    return problems_text(
-        run.nodeid, problems, describe_state(run.hosts, run.files), format_trace(run.scope), reproduce
-    )
+    return problems_text(run.nodeid, problems, describe_state(run.hosts, run.files), format_trace(run.scope), reproduce)
 
 
 def _cli_revision(settings: cfg.Settings) -> str | None:
@@ -268,7 +256,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_gmem_make_host(revision: str, hugetlb: Mapping[str, int] | None) -> Any:
+def pytest_gmem_make_host(revision: str, hugetlb: Mapping[str, int]) -> Any:
     from pytest_gmem import Host
 
     kwargs: dict[str, Any] = {"revision": revision}
@@ -351,12 +339,10 @@ def _params(request: pytest.FixtureRequest) -> cfg.GmemParams:
     return item.stash.get(PARAMS, cfg.GmemParams())
 
 
-def _make_host(
-    request: pytest.FixtureRequest, revision: str | None, hugetlb: Mapping[str, int] | None
-) -> Any:
+def _make_host(request: pytest.FixtureRequest, revision: str | None, hugetlb: Mapping[str, int] | None) -> Any:
     params = _params(request)
     rev = revision or params.revision or request.config.stash[SETTINGS].revision
-    pools = hugetlb if hugetlb is not None else params.hugetlb
+    pools = hugetlb if hugetlb is not None else params.pools()
     host = request.node.ihook.pytest_gmem_make_host(
         item=request.node, config=request.config, revision=rev, hugetlb=pools
     )

@@ -105,8 +105,6 @@ class GmemProvider(BaseProvider):
             if huge is not None and size >= to_bytes(huge) and rnd.random() < 1 / 3:
                 offset, length = self.gmem_range(size, align=huge)
             else:
-                offset, length = self.gmem_range(
-                    size, align=align, max_length=max(size // 4, to_bytes(align))
-                )
+                offset, length = self.gmem_range(size, align=align, max_length=max(size // 4, to_bytes(align)))
             ops.append(Op(name, offset, length))
         return ops

@@ -42,9 +42,7 @@ def reproduce_command(nodeid: str, seed: int, revision: str | None, fault_texts:
     return " ".join(parts)
 
 
-def build_record(
-    run: TestRun, session_seed: int, revision: str | None, fault_texts: Sequence[str]
-) -> dict[str, Any]:
+def build_record(run: TestRun, session_seed: int, revision: str | None, fault_texts: Sequence[str]) -> dict[str, Any]:
     """The test's faults as builtins: armed, fired, never fired, points reached."""
     sc = run.scope
     armed = [
@@ -91,9 +89,7 @@ def section_text(record: Mapping[str, Any]) -> str:
     lines = [f"test seed: {record['seed']} (from the session seed and the node id)"]
     if record["armed"]:
         lines.append("armed:")
-        lines += [
-            f"  {a['arming']}  [{a['source']}]  hits={a['hits']} fired={a['fired']}" for a in record["armed"]
-        ]
+        lines += [f"  {a['arming']}  [{a['source']}]  hits={a['hits']} fired={a['fired']}" for a in record["armed"]]
     else:
         lines.append("armed: nothing")
     if record["fired"]:
@@ -165,13 +161,9 @@ def problems_text(nodeid: str, problems: Sequence[Problem], state: str, trace: s
         head.append(f"gmem: {len(invariants)} broken invariant(s) after {nodeid}:")
         head += [f"  {p.text}" for p in invariants]
     if warns:
-        head.append(
-            f"gmem: unexpected kernel WARN after {nodeid} (allow with @pytest.mark.allow_warn(pattern)):"
-        )
+        head.append(f"gmem: unexpected kernel WARN after {nodeid} (allow with @pytest.mark.allow_warn(pattern)):")
         head += [f"  {p.text}" for p in warns]
-    return "\n".join(
-        [*head, "", "state map:", state, "", "fault trace:", trace, "", f"reproduce: {reproduce}"]
-    )
+    return "\n".join([*head, "", "state map:", state, "", "fault trace:", trace, "", f"reproduce: {reproduce}"])
 
 
 # --- outcome of a test from its phases --------------------------------------------------------
@@ -232,9 +224,7 @@ class Summary:
             return ["no fault point was reached"]
         cols = [o for o in OUTCOMES if any(r["outcomes"][o] for r in table.values())] or ["passed"]
         width = max(len("point"), *(len(p) for p in table))
-        head = f"{'point':<{width}}  {'tests':>5}  {'hits':>7}  {'fired':>5}" + "".join(
-            f"  {c:>7}" for c in cols
-        )
+        head = f"{'point':<{width}}  {'tests':>5}  {'hits':>7}  {'fired':>5}" + "".join(f"  {c:>7}" for c in cols)
         lines = [head, "-" * len(head)]
         for point, row in table.items():
             line = f"{point:<{width}}  {len(row['reached']):>5}  {row['hits']:>7}  {len(row['fired']):>5}"

@@ -1,0 +1,144 @@
+"""Each fault marker arms what it says, on the real model, for the test body only."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_gmem_marker_builds_the_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+        def test_private(gmem):
+            assert gmem.ranges() == [(0, 4 << 20, "private")]
+
+        @pytest.mark.gmem(size="2M", page_size="2M")
+        def test_shared(gmem):
+            assert gmem.ranges() == [(0, 2 << 20, "shared")]
+
+        @pytest.mark.gmem(size="8K", page_size="4K")
+        class TestClassLevel:
+            @pytest.mark.gmem(size="16K")  # nearest wins per argument: page_size stays 4K
+            def test_nearest(self, gmem):
+                assert gmem.ranges() == [(0, 16 << 10, "shared")]
+                gmem.convert_private(4096, 4096)
+                assert gmem.shareability(4096) == "private"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=3)
+
+
+def test_enomem_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import errno
+        import pytest
+        from pytest_gmem import ConversionError
+
+        @pytest.mark.enomem("kvm_gmem_convert_compute_work", nth=2)
+        def test_second_conversion_fails(gmem):
+            gmem.convert_private(0, "2M")
+            with pytest.raises(ConversionError) as info:
+                gmem.convert_shared(0, "2M")
+            assert info.value.errno == errno.ENOMEM
+            gmem.convert_shared(0, "2M")   # times=1: the third works
+            assert gmem.shareability(0) == "shared"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_enomem_marker_not_during_fixture_setup(pytester: pytest.Pytester) -> None:
+    # The marker arms just before the body: building the gmem fixture does not consume nth=1.
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_gmem import ConversionError
+
+        @pytest.mark.enomem("*", nth=1)
+        def test_first_hit_in_body(gmem, faults):
+            with pytest.raises(Exception):
+                gmem.convert_private(0, "2M")
+            assert len(faults.fired) == 1
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_speculative_refcount_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import errno
+        import pytest
+        from pytest_gmem import ConversionError
+
+        @pytest.mark.gmem(size="2M", page_size="2M")
+        @pytest.mark.speculative_refcount("kvm_gmem_has_safe_refcount", refs=1, hold=None)
+        def test_eagain(gmem, faults):
+            gmem.guest_write(0, b"x")
+            with pytest.raises(ConversionError) as info:
+                gmem.convert_private(0, "2M")
+            assert info.value.errno == errno.EAGAIN
+            assert [f.point for f in faults.fired] == ["kvm_gmem_has_safe_refcount"]
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_fault_marker_grammar(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import errno
+        import pytest
+        from pytest_gmem import ConversionError
+
+        @pytest.mark.fault("kvm_gmem_convert_compute_work=1*off->1*enomem")
+        def test_chain(gmem, faults):
+            gmem.convert_private(0, "2M")
+            with pytest.raises(ConversionError) as info:
+                gmem.convert_shared(0, "2M")
+            assert info.value.errno == errno.ENOMEM
+            assert [f.label() for f in faults.fired] == ["kvm_gmem_convert_compute_work:ENOMEM#2"]
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_when_filter_from_marker_keywords(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.enomem("kvm_gmem_convert_compute_work", phase="no-such-phase")
+        def test_never(gmem, faults):
+            gmem.convert_private(0, "2M")
+            assert faults.fired == []
+            assert len(faults.unfired()) == 1
+        """
+    )
+    result = pytester.runpytest("-rA")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["never fired*", "*kvm_gmem_convert_compute_work*phase=no-such-phase*"])
+
+
+def test_markers_accumulate_from_class_and_module(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.enomem("kvm_gmem_convert_compute_work", nth=3)
+
+        @pytest.mark.enomem("kvm_gmem_convert_compute_work", nth=1)
+        def test_both(gmem, faults):
+            for _ in range(4):
+                try:
+                    gmem.convert_private(0, "2M")
+                    gmem.convert_shared(0, "2M")
+                except OSError:
+                    pass
+            assert len(faults.fired) == 2
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
