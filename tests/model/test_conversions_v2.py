@@ -395,6 +395,42 @@ def test_truncate_shared_while_pinned(page_size: str, revision: str) -> None:
     teardown(host, gmem, m)
 
 
+@pytest.mark.parametrize("page_size", ["2M", "1G"])
+@pytest.mark.parametrize("revision", ["rfc-v2", "fixed"])
+@pytest.mark.parametrize("pinned_unit", [0, 1])
+def test_truncate_two_units_one_pinned(page_size: str, revision: str, pinned_unit: int) -> None:
+    """Extends test_truncate_shared_while_pinned (RFC v2, 44/51) to a two-unit punch.
+
+    kvm_gmem_truncate_inode_aligned_pages walks the huge pages in order and breaks on the
+    first error (KERNEL-NOTES 2.4): a pinned page in unit 1 leaves unit 0 truncated (and
+    back in the subpool); a pinned page in unit 0 stops before anything is truncated.
+    """
+    unit = UNIT_BYTES[page_size]
+    pool = {"2M": 64, "1G": 20}[page_size]
+    host = new_host(revision)
+    gmem = new_gmem(host, page_size, 2, init_private=False)
+    m = gmem.mmap()
+    for u in range(2):
+        host_rmw(m, u * unit, unit, None, "A")
+    with m.pin(pinned_unit * unit + 2 * PAGE_SIZE, PAGE_SIZE):
+        with pytest.raises(OSError) as e:
+            gmem.punch_hole(0, 2 * unit)
+        assert e.value.errno == errno.EAGAIN
+        stats = host.hugetlb_stats(page_size)
+        if pinned_unit == 1:
+            assert unit_layout(gmem, unit, 2) == ["-", "S"]
+            assert (stats["free"], stats["resv"]) == (pool - 1, 1), stats
+            host_rmw(m, 0, unit, "\0", None)
+        else:
+            assert unit_layout(gmem, unit, 2) == ["S", "S"]
+            assert (stats["free"], stats["resv"]) == (pool - 2, 0), stats
+            host_rmw(m, 0, unit, "A", None)
+        host_rmw(m, unit, unit, "A", None)
+    gmem.punch_hole(0, 2 * unit)
+    assert unit_layout(gmem, unit, 2) == ["-", "-"]
+    teardown(host, gmem, m)
+
+
 def test_truncate_private(page_size: str, revision: str) -> None:
     """Ports guest_memfd_conversions_test.c (RFC v2, 44/51) test_truncate_private."""
     unit = UNIT_BYTES[page_size]

@@ -290,6 +290,28 @@ def test_mappings_share_one_file(page_size: str) -> None:
     close_all(host, gmem)
 
 
+def test_file_outlives_its_fd_while_mapped(page_size: str) -> None:
+    """API.md / Linux: a file stays alive while a mapping of it exists. After close() the
+    mapping still reads and writes the same memory; munmap() then releases it (a split
+    huge page through the deferred merge)."""
+    host = new_host()
+    unit = UNIT_BYTES[page_size]
+    gmem = create(host, unit, gmem_flags(page_size, init_private=False))
+    m = gmem.mmap()
+    m.write(unit - 3, b"abc")
+    gmem.close()
+    assert m.read(unit - 3, 3) == b"abc"
+    m.write(0, b"still here")
+    assert m.read(0, 10) == b"still here"
+    if page_size != "4K":
+        assert host.hugetlb_stats(page_size)["free"] == DEFAULT_POOLS[page_size] - 1
+    host.check()
+    m.munmap()
+    host.flush_work()
+    assert_pools_untouched(host)
+    assert_clean(host)
+
+
 def test_fault_overflow(page_size: str) -> None:
     """Ports guest_memfd_test.c fault_overflow (upstream): an access at or beyond the file
     size SIGBUSes (pgoff >= i_size), the first `size` bytes keep what was written."""
