@@ -9,6 +9,7 @@ global read and a compare while nothing anywhere is armed or recording.
 from __future__ import annotations
 
 import fnmatch
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 #: Number of live armings plus recording scopes, process-wide. Zero means every hit is idle.
 _ACTIVE = 0
 _REGISTRY: dict[str, FaultPoint] = {}
+_ACTIVE_LOCK = threading.Lock()
 _PROVIDERS_LOADED = False
 PROVIDER_GROUP = "faults.providers"
 
@@ -37,7 +39,8 @@ _SLOW: Callable[[FaultPoint, int, dict[str, Any]], Fired | None] = _slow_path_mi
 
 def _adjust_active(delta: int) -> None:
     global _ACTIVE
-    _ACTIVE += delta
+    with _ACTIVE_LOCK:  # armings come and go in several threads; never lose a count
+        _ACTIVE += delta
 
 
 def active() -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import points as _points
 from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When
-from .errors import KindNotAllowed
+from .errors import FaultError, KindNotAllowed
 from .kinds import Callback, Kind, as_kind
 from .points import FaultPoint, match_points
 
@@ -85,10 +85,14 @@ class Scope:
         self.listeners: list[Callable[[Fired], None]] = []
         self._serial = 0
         self.closed = False
+        if record:  # a recording scope makes every hit take the slow path until it closes
+            _points._adjust_active(1)
 
     # --- arming ---------------------------------------------------------------------------
     def arm(self, pattern: str, policy: Policy, kind_for_check: list[Kind], *, when: When = None,
             seed: int | None = None, source: str | None = None) -> Arming:
+        if self.closed:
+            raise FaultError(f"cannot arm {pattern!r}: scope {self.name or 'unnamed'!r} is closed")
         pts = match_points(pattern, source)
         glob = len(pts) > 1 or pattern != pts[0].name
         usable = [p for p in pts if all(p.allows(k) for k in kind_for_check)]
@@ -167,10 +171,7 @@ def scope(*, inherit: bool = True, record: bool = False, seed: int | None = None
 def open_scope(*, inherit: bool = True, record: bool = False, seed: int | None = None,
                name: str = "") -> Scope:
     """A scope object whose lifetime the caller manages (``activate`` / ``close``)."""
-    sc = Scope(_CURRENT.get(), inherit=inherit, record=record, seed=seed, name=name)
-    if record:
-        _points._adjust_active(1)
-    return sc
+    return Scope(_CURRENT.get(), inherit=inherit, record=record, seed=seed, name=name)
 
 
 def activate(sc: Scope) -> contextvars.Token[Scope]:

@@ -173,3 +173,23 @@ def test_active_tracks_armings_and_recording_scopes() -> None:
             assert faults.points._ACTIVE == before + 2
         assert faults.points._ACTIVE == before + 1
     assert faults.points._ACTIVE == before
+
+
+def test_a_scope_built_directly_keeps_the_active_count_balanced() -> None:
+    before = faults.points._ACTIVE
+    s = faults.Scope(faults.current(), record=True)
+    assert faults.points._ACTIVE == before + 1
+    s.close()
+    s.close()
+    assert faults.points._ACTIVE == before
+
+
+def test_arming_in_a_closed_scope_is_an_error() -> None:
+    with faults.scope(name="done") as s:
+        pass
+    token = faults.activate(s)
+    try:
+        with pytest.raises(faults.FaultError, match="scope 'done' is closed"):
+            faults.inject("t_faults_scopes_p", "ENOMEM")
+    finally:
+        faults.deactivate(token)
