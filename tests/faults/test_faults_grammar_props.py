@@ -44,7 +44,11 @@ def values(draw: st.DrawFn) -> Piece:
 @st.composite
 def kinds(draw: st.DrawFn) -> tuple[str, Kind]:
     which = draw(st.sampled_from(["errno", "off", "spec", "extra", "tdx"]))
-    case = draw(st.sampled_from([str.lower, str.upper, str]))
+    mask = draw(st.integers(0, 2**12 - 1))
+
+    def case(name: str) -> str:  # any mix of upper and lower case
+        return "".join(c.upper() if mask >> i & 1 else c.lower() for i, c in enumerate(name))
+
     if which == "errno":
         name = draw(st.sampled_from(["ENOMEM", "EAGAIN", "EIO", "EFAULT", "EINVAL", "EBUSY"]))
         parens = draw(st.sampled_from(["", "()"]))
