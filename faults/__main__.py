@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -59,10 +61,13 @@ def _list(glob: str, as_json: bool, out: TextIO) -> int:
         out.write("\n")
         return 0
     width = max(len(p.name) for p in points)
+    columns = max(60, shutil.get_terminal_size((100, 24)).columns - 1)
     for p in points:
         out.write(f"{p.name:<{width}}  {', '.join(sorted(p.kinds)) or '-'}  ({p.module})\n")
         if p.doc:
-            out.write(f"{'':<{width}}  {p.doc}\n")
+            indent = " " * (width + 2) if columns - width > 40 else "    "
+            out.write(textwrap.fill(p.doc, columns, initial_indent=indent, subsequent_indent=indent))
+            out.write("\n")
     return 0
 
 
