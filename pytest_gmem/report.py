@@ -89,7 +89,9 @@ def section_text(record: Mapping[str, Any]) -> str:
     lines = [f"test seed: {record['seed']} (from the session seed and the node id)"]
     if record["armed"]:
         lines.append("armed:")
-        lines += [f"  {a['arming']}  [{a['source']}]  hits={a['hits']} fired={a['fired']}" for a in record["armed"]]
+        for a in record["armed"]:
+            where = f"  [{a['source']}]" if a["source"] else ""
+            lines.append(f"  {a['arming']}{where}  hits={a['hits']} fired={a['fired']}")
     else:
         lines.append("armed: nothing")
     if record["fired"]:
@@ -242,7 +244,8 @@ class Summary:
             for item in rec["armed"]:
                 if item["fired"] or item["source"].startswith(SESSION_SOURCES):
                     continue  # session-wide faults are expected to miss most tests
-                out.append(f"{nodeid}: {item['arming']}  [{item['source']}]")
+                where = f"  [{item['source']}]" if item["source"] else ""
+                out.append(f"{nodeid}: {item['arming']}{where}")
         return out
 
     def to_json(self, settings: Mapping[str, Any]) -> dict[str, Any]:
