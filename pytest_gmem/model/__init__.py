@@ -4,7 +4,7 @@ Importing this package declares every fault point of the model (it is the ``faul
 entry point of pytest-gmem).
 """
 
-from . import conversion, guestmem_hugetlb, hugetlb, restructure, truncate  # noqa: F401  (declare points)
+from . import conversion, guestmem_hugetlb, hugetlb, restructure, tdx, truncate  # noqa: F401  (declare points)
 from .errors import ConversionError, GuestFault, InvariantViolation, KernelBug, SigBus
 from .guest_memfd import GuestMemfd
 from .host import Host, Warn

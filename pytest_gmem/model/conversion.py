@@ -124,7 +124,9 @@ def has_safe_refcount(g: GuestMemfd, start: int, nr: int, clamp: bool, drain: bo
 
 def should_proceed(g: GuestMemfd, work: Work, to_shared: bool) -> None:
     """Mirrors ``kvm_gmem_convert_should_proceed``: to shared, zap the guest's private
-    mappings; to private, unmap every host mapping, then the refcount check (EAGAIN)."""
+    mappings; to private, unmap every host mapping, then the refcount check (EAGAIN). The
+    arch pre-check (``vm.prepare_convert``: TDX S-EPT demote/removal) comes first."""
+    g.vm.prepare_convert(g, work.start, work.end, to_shared)
     if to_shared:
         g.vm.unmap_private(g, work.start, work.end)
         return
@@ -199,6 +201,8 @@ def convert_range_prealloc(g: GuestMemfd, start: int, nr: int, to_shared: bool) 
     if f is not None:  # kvm_gmem_mas_preallocate(): the store's nodes are allocated up front
         g.host.note_fault(f)
         raise ConvFailure(ENOMEM, None, "kvm_gmem_mas_preallocate: maple tree preallocation failed")
+    for w in work:  # arch pre-checks (TDX: S-EPT demote and removal) before the point of no return
+        g.vm.prepare_convert(g, w.start, w.end, to_shared)
     if not to_shared:
         for w in work:
             unmap_mapping_pages(g, w.start, w.end)

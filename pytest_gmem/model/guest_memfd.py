@@ -181,6 +181,20 @@ class GuestMemfd:
         self._guest_fault(offset, length, write=True)
         self.contents.fill(offset, length, byte)
 
+    def guest_accept(self, offset: int, length: int) -> None:
+        """The guest accepts private pages (TDX ``TDG.MEM.PAGE.ACCEPT``): needed on a TDX VM
+        before touching a page that became private again; a no-op on other VM types."""
+        self.vm.check_alive(offset)
+        if not self.alive or not self.fd_open:
+            raise GuestFault(EFAULT, offset, "the guest_memfd was closed (no binding)")
+        if length <= 0:
+            return
+        if offset < 0 or offset + length > self.size or offset % PAGE_SIZE or length % PAGE_SIZE:
+            raise GuestFault(EFAULT, offset, f"accept of [{offset:#x}, +{length:#x}) is misaligned "
+                                             "or outside the guest_memfd binding")
+        self.host.begin_op(f"guest accept({offset:#x}, {length:#x})")
+        self.vm.guest_accept(self, offset >> PAGE_SHIFT, (offset + length) >> PAGE_SHIFT)
+
     def _guest_fault(self, offset: int, length: int, write: bool) -> None:
         """``kvm_gmem_get_pfn`` + the MMU's choice of mapping level for each page touched."""
         self.vm.check_alive(offset)

@@ -88,6 +88,10 @@ def check_host(host: Host) -> list[str]:
     names = {id(g): f"gmem#{i}" for i, g in enumerate(host.files)}
     for g in host.files:
         out.extend(check_file(g, names[id(g)]))
+    for vm in host.vms:  # arch invariants of the VM as a whole (TDX: held folios)
+        check_vm = getattr(vm, "check_vm", None)
+        if check_vm is not None:
+            out.extend(check_vm())
     # 4. HugeTLB accounting: free + in use (incl. waiting to merge) = pool size
     for name, pool in host.pools.items():
         live = [b for b in host.live_blocks if b.nr == pool.nr_pages]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import EIO, GuestFault
+from .units import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from .guest_memfd import GuestMemfd
@@ -57,6 +58,11 @@ class VM:
         if self.dead:
             raise GuestFault(EIO, offset, "the VM is bugged (KVM_BUG_ON); KVM_RUN returns -EIO")
 
+    def prepare_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """Arch pre-check of one conversion work item, before anything changes (every revision):
+        may raise ``ConvFailure`` (TDX: dead VM, S-EPT demote/removal failures)."""
+        return None
+
     def unmap_private(self, g: GuestMemfd, start: int, end: int) -> None:
         """``kvm_gmem_unmap_private``: zap the guest's private mappings (cannot fail here)."""
         g.guest.zap(start, end, private=True)
@@ -76,6 +82,10 @@ class VM:
     def guest_access_private(self, g: GuestMemfd, start: int, end: int, write: bool) -> None:
         """The guest touches private pages ``[start, end)`` (TDX checks acceptance)."""
         return None
+
+    def guest_accept(self, g: GuestMemfd, start: int, end: int) -> None:
+        """The guest accepts private pages (TDX ``TDG.MEM.PAGE.ACCEPT``); nothing to do here."""
+        self.check_alive(start << PAGE_SHIFT)
 
     def __repr__(self) -> str:
         return f"VM({self.vm_type!r}, files={len(self.files)}{', dead' if self.dead else ''})"

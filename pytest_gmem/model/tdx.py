@@ -1,0 +1,414 @@
+"""TDX VMs (mirrors the S-EPT side of arch/x86/kvm/vmx/tdx.c that guest_memfd reaches:
+``tdx_sept_remove_private_spte`` -> ``TDH.MEM.PAGE.REMOVE``, the S-EPT split before a partial
+conversion -> ``TDH.MEM.PAGE.DEMOTE``, the guest's ``TDG.MEM.PAGE.ACCEPT``).
+
+A TD's private pages live in the Secure EPT. The model keeps the S-EPT in the file's
+``GuestMappings`` (private entries, with their level); shared entries there are the shared EPT.
+
+What the model does, and the reading of upstream behind it (docs/tdx-and-vmm.md has the
+sources):
+
+* To-shared conversion removes the range from the S-EPT in its pre-check phase (RFC v2
+  ``kvm_gmem_convert_should_proceed``; the ``prealloc`` revision does it before its point of no
+  return, as Yan Zhao proposed). Huge S-EPT entries straddling the range are demoted first, so
+  pages outside the range stay mapped and accepted.
+* ``TDX_OPERAND_BUSY`` is retried ``tdx_busy_retries`` times (upstream ``tdh_do_no_vcpus``: one
+  retry with every vCPU kicked out, "expected to succeed"). A BUSY that outlives the retries is
+  treated like any other error: ``TDX_BUG_ON`` -> ``KVM_BUG_ON``.
+* A fatal SEAMCALL error WARNs (``KVM_BUG_ON`` is a ``WARN_ON_ONCE``) and bugs the VM under both
+  policies (Yan: "The TDX VMs will be killed"). ``"bug-vm"`` (upstream, Sean's cleanup series):
+  nothing is pinned; the model stops the conversion with EIO before anything changes (KVM's
+  answer to a KVM_BUG_ON condition) instead of letting the page become shared while the TDX
+  module may still map it. ``"leak"`` (Yan's ``tdx_hold_page_on_error``): the folio gets
+  ``KVM_PAGES_PER_HPAGE(level)`` extra references held forever, so it is never freed or reused;
+  guest_memfd's ``kvm_gmem_private_has_safe_refcount`` then fails the conversion with EFAULT.
+* The page a removal cleared is zeroed (``tdx_quirk_reset_page``): TDX does not preserve
+  contents across to-shared. A page that becomes private again (conversion, rollback, punch
+  hole of a private page, a failed to-shared conversion after its removal) is PENDING: the
+  guest must ``gmem.guest_accept()`` it (``TDG.MEM.PAGE.ACCEPT``, which zeroes it) before
+  using it; touching a pending page raises :class:`UnacceptedAccess`. Private memory that has
+  been private since the file was created counts as accepted (added at TD build time).
+* A dead VM touches nothing: guest access and accept fail with EIO, conversions of its files
+  fail with EIO before anything changes, no SEAMCALL is issued; zaps (punch hole, close)
+  reclaim its S-EPT entries without SEAMCALLs (TD teardown's ``TDH.PHYMEM.PAGE.RECLAIM``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import faults
+
+from . import truncate
+from .errors import EFAULT, EINVAL, EIO, ConvFailure, GuestFault
+from .folio import Block
+from .intervals import IntervalMap
+from .shareability import PRIVATE, SHARED
+from .units import PAGE_SHIFT
+from .vm import VM, VM_TYPES
+
+if TYPE_CHECKING:
+    from .guest_memfd import GuestMemfd
+    from .host import Host
+
+P_PAGE_REMOVE = faults.declare(
+    "tdh_mem_page_remove", {"tdx_error"},
+    """TDH.MEM.PAGE.REMOVE in tdx_sept_remove_private_spte(): removing a private page from the
+    S-EPT (to-shared conversion, punch hole, release). TDX_OPERAND_BUSY is retried after kicking
+    every vCPU out (tdh_do_no_vcpus); any other error, or BUSY after the retries, is a KVM or
+    TDX-module bug: KVM_BUG_ON (the VM dies), and with tdx_fatal_policy="leak" the folio is
+    held forever (tdx_hold_page_on_error) so it is never reused.""",
+)
+P_PAGE_DEMOTE = faults.declare(
+    "tdh_mem_page_demote", {"tdx_error"},
+    """TDH.MEM.PAGE.DEMOTE: splitting a 2M/1G S-EPT leaf into 4K entries before a conversion (or
+    punch hole) that covers only part of it. BUSY is retried like the removal; a fatal error
+    bugs the VM before anything was removed (nothing to leak).""",
+)
+
+FATAL_POLICIES = ("bug-vm", "leak")
+#: upstream ``tdh_do_no_vcpus``: one retry once no vCPU can enter the TD
+TDX_BUSY_RETRIES = 1
+SEAMCALL_NAMES = {P_PAGE_REMOVE.name: "TDH.MEM.PAGE.REMOVE", P_PAGE_DEMOTE.name: "TDH.MEM.PAGE.DEMOTE"}
+
+
+class UnacceptedAccess(GuestFault):
+    """The guest touched a private page whose S-EPT entry is PENDING (converted to private,
+    or re-added after a removal) before accepting it. With ``SEPT_VE_DISABLE`` (what Linux TDX
+    guests run with) this is an EPT violation the TD cannot recover from; without it a #VE. The
+    guest must ``TDG.MEM.PAGE.ACCEPT`` the page first (``gmem.guest_accept``)."""
+
+    def __init__(self, offset: int, why: str) -> None:
+        super().__init__(EFAULT, offset, why)
+
+
+@dataclass(eq=False)
+class Leak:
+    """A folio TDX holds after a fatal removal (``tdx_hold_page_on_error``): the references
+    are one of the block's pins (owner: this record), never dropped."""
+
+    gmem: GuestMemfd
+    block: Block
+    start: int  # the folio the references are on (index range)
+    end: int
+    level: str  # the S-EPT level that failed
+    error: str  # the TDX status
+    left_filemap: bool = False  # seen out of the filemap (punch hole, eviction) by a check
+
+    def resident(self) -> bool:
+        """Whether the held folio is still in its file's filemap."""
+        g = self.gmem
+        return bool(g.alive and g.filemap.resident(self.block, self.start, self.end))
+
+    def __repr__(self) -> str:
+        return f"Leak([{self.start << PAGE_SHIFT:#x}, {self.end << PAGE_SHIFT:#x}) {self.level} {self.error})"
+
+
+@dataclass
+class _Frozen:
+    """What a dead VM's files looked like when it died (a dead VM touches nothing)."""
+
+    sept: dict[GuestMemfd, set[tuple[int, int, str]]] = field(default_factory=dict)
+    pending: dict[GuestMemfd, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+class TdxVM(VM):
+    """A TD (``KVM_X86_TDX_VM``). Options: ``tdx_fatal_policy`` ("bug-vm" or "leak") and
+    ``tdx_busy_retries`` (how often TDX_OPERAND_BUSY is retried; upstream 1)."""
+
+    vm_type = "tdx"
+    preserves_contents = False
+
+    def __init__(self, host: Host, tdx_fatal_policy: str = "bug-vm",
+                 tdx_busy_retries: int = TDX_BUSY_RETRIES, **options: Any) -> None:
+        super().__init__(host, **options)
+        if tdx_fatal_policy not in FATAL_POLICIES:
+            raise ValueError(f"tdx_fatal_policy {tdx_fatal_policy!r} is not one of "
+                             f"{', '.join(repr(p) for p in FATAL_POLICIES)}")
+        if isinstance(tdx_busy_retries, bool) or not isinstance(tdx_busy_retries, int) or tdx_busy_retries < 0:
+            raise ValueError(f"tdx_busy_retries must be an integer >= 0, got {tdx_busy_retries!r}")
+        self.fatal_policy = tdx_fatal_policy
+        self.busy_retries = tdx_busy_retries
+        self._pending: dict[GuestMemfd, IntervalMap[bool]] = {}  # PENDING private pages per file
+        self.leaks: list[Leak] = []
+        self.death: str | None = None  # why KVM_BUG_ON fired
+        self._frozen = _Frozen()
+        self.seamcalls = 0
+        self.seamcalls_while_dead = 0
+
+    # --- accept state ---------------------------------------------------------------------
+    def pending(self, g: GuestMemfd) -> IntervalMap[bool]:
+        m = self._pending.get(g)
+        if m is None:
+            m = self._pending[g] = IntervalMap()
+        return m
+
+    def pending_ranges(self, g: GuestMemfd) -> list[tuple[int, int]]:
+        """Private pages the guest must accept before use, as byte ranges."""
+        return [(s << PAGE_SHIFT, e << PAGE_SHIFT) for s, e, _ in self.pending(g).items()]
+
+    def leaked_pages(self) -> int:
+        """4K pages held forever by ``tdx_hold_page_on_error``."""
+        return sum(lk.end - lk.start for lk in self.leaks)
+
+    # --- arch hooks guest_memfd calls -------------------------------------------------------
+    def prepare_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """The TDX part of a conversion's pre-checks: EIO on a dead VM; to shared, demote and
+        remove the range from the S-EPT (ConvFailure EIO / EFAULT on a fatal error)."""
+        if self.dead:
+            raise ConvFailure(EIO, start, f"the TD is bugged (KVM_BUG_ON: {self.death}); "
+                                          "KVM refuses to touch its memory")
+        if to_shared:
+            self._remove_range(g, start, end, converting=True)
+
+    def unmap_private(self, g: GuestMemfd, start: int, end: int) -> None:
+        """``kvm_gmem_unmap_private``: normally nothing is left, ``prepare_convert`` removed it."""
+        if not self.dead:
+            self._remove_range(g, start, end, converting=False)
+
+    def zap_all(self, g: GuestMemfd, start: int, end: int) -> None:
+        """``kvm_gmem_invalidate_begin_and_zap`` (punch hole, release): shared EPT entries go,
+        private ones are removed from the S-EPT (fatal errors bug the VM, never fail the call)."""
+        g.guest.zap(start, end, private=False)
+        if not self.dead:
+            self._remove_range(g, start, end, converting=False)
+        if self.dead:
+            self._reclaim(g, start, end)
+            return
+        if g.fd_open:  # punch hole: re-faulted private pages come back PENDING
+            for s, e, v in g.share.ranges(start, min(end, g.nr_pages)):
+                if v == PRIVATE:
+                    self.pending(g).assign(s, e, True)
+
+    def converted(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """Shared pages have no accept state; pages that became private must be accepted."""
+        if to_shared:
+            self.pending(g).clear(start, end)
+        else:
+            self.pending(g).assign(start, end, True)
+
+    def guest_access_private(self, g: GuestMemfd, start: int, end: int, write: bool) -> None:
+        """The TD touches private pages: a PENDING one raises :class:`UnacceptedAccess`."""
+        hit = next(iter(self.pending(g).items(start, end)), None)
+        if hit is not None:
+            off = hit[0] << PAGE_SHIFT
+            raise UnacceptedAccess(off, f"the private page at {off:#x} is PENDING in the S-EPT "
+                                        "(not accepted since it became private); the guest must "
+                                        "TDG.MEM.PAGE.ACCEPT it (gmem.guest_accept) before use")
+
+    def guest_accept(self, g: GuestMemfd, start: int, end: int) -> None:
+        """``TDG.MEM.PAGE.ACCEPT`` page by page: a shared page fails (GuestFault EINVAL, pages
+        before it accepted); a missing page is faulted in (``TDH.MEM.PAGE.AUG``); a pending page
+        is zeroed and becomes usable; an accepted page is left alone."""
+        self.check_alive(start << PAGE_SHIFT)
+        for s, e, v in g.share.ranges(start, end):
+            if v == SHARED:
+                raise GuestFault(EINVAL, s << PAGE_SHIFT, "TDG.MEM.PAGE.ACCEPT of a shared GPA")
+            truncate.get_folios(g, s, e)
+            for ps, pe, _ in list(self.pending(g).items(s, e)):
+                g.contents.zero(ps, pe)
+            self.pending(g).clear(s, e)
+            g._map_guest(s, e, True)
+
+    # --- S-EPT removal ------------------------------------------------------------------------
+    def _remove_range(self, g: GuestMemfd, start: int, end: int, converting: bool) -> None:
+        """Demote the huge S-EPT entries straddling ``[start, end)``, then remove every private
+        entry in it. ``converting``: a fatal error raises ConvFailure (EIO; EFAULT when a page
+        is held), and a page held from an earlier failure fails the conversion (EFAULT)."""
+        for s, e, m in list(g.guest.map.items(start, end, clip=False)):
+            if not m.private or m.level == "4K" or (start <= s and e <= end):
+                continue
+            err = self._seamcall(P_PAGE_DEMOTE, index=s, level=m.level, start=start, end=end)
+            if err is None:
+                g.guest.map.clear(s, e)
+                g.guest.install(s, e, "4K", True)
+                continue
+            self._bug(g, "tdx_sept_split_private_spt", P_PAGE_DEMOTE, err, s, m.level)
+            if converting:
+                raise ConvFailure(EIO, s, f"TDH.MEM.PAGE.DEMOTE of the {m.level} S-EPT entry at "
+                                          f"{s << PAGE_SHIFT:#x} failed with {err.code}")
+            return
+        failed: int | None = None
+        for s, e, m in list(g.guest.map.items(start, end, clip=False)):
+            if not m.private:
+                continue
+            if m.level != "4K":
+                bad = self._remove_pages(g, s, e, m.level)
+            else:
+                bad = self._remove_pages(g, max(s, start), min(e, end), "4K")
+            if bad is not None:
+                failed = bad
+                break
+        if not converting:
+            return
+        if failed is not None and self.fatal_policy == "bug-vm":
+            raise ConvFailure(EIO, failed, f"TDH.MEM.PAGE.REMOVE at {failed << PAGE_SHIFT:#x} failed; "
+                                           f"KVM_BUG_ON: the TD is dead")
+        # kvm_gmem_private_has_safe_refcount (Yan's proposal): a folio TDX holds fails it
+        for lk in self.leaks:
+            if lk.gmem is g and lk.start < end and lk.end > start and lk.resident():
+                raise ConvFailure(EFAULT, None, f"kvm_gmem_private_has_safe_refcount: folio at "
+                                                f"{lk.start << PAGE_SHIFT:#x} is held by TDX after "
+                                                f"a failed {lk.level} removal ({lk.error})")
+
+    def _remove_pages(self, g: GuestMemfd, start: int, end: int, level: str) -> int | None:
+        """``tdx_sept_remove_private_spte`` on each S-EPT entry of ``[start, end)`` (one huge
+        entry, or a run of 4K ones). Returns the index that failed fatally, or None."""
+        step = end - start if level != "4K" else 1
+        cur = start
+        while cur < end:
+            self.seamcalls += 1
+            f = P_PAGE_REMOVE.hit_many((end - cur) // step, index=cur, level=level, attempt=0)
+            stop = end if f is None else cur + f.offset * step
+            self._removed(g, cur, stop)
+            if f is None:
+                return None
+            err = self._retry(P_PAGE_REMOVE, f, index=stop, level=level)
+            if err is None:
+                self._removed(g, stop, stop + step)
+                cur = stop + step
+                continue
+            self._bug(g, "tdx_sept_remove_private_spte", P_PAGE_REMOVE, err, stop, level)
+            if self.fatal_policy == "leak":
+                self._hold(g, stop, stop + step, level, err.code)
+            return stop
+        return None
+
+    def _removed(self, g: GuestMemfd, start: int, end: int) -> None:
+        """The entries left the S-EPT: the pages are cleared (``tdx_quirk_reset_page``) and come
+        back PENDING if they stay private."""
+        if start >= end:
+            return
+        g.guest.map.clear(start, end)
+        g.contents.zero(start, end)
+        self.pending(g).assign(start, end, True)
+
+    def _hold(self, g: GuestMemfd, start: int, end: int, level: str, error: str) -> None:
+        """``tdx_hold_page_on_error``: ``folio_ref_add(folio, KVM_PAGES_PER_HPAGE(level))`` -
+        the whole folio (huge or 4K) containing the failed entry is held forever."""
+        run = g.filemap.lookup(start)
+        if run is None:  # the S-EPT mapped a page the filemap does not hold: nothing to hold
+            self.host.warn("tdx_hold_page_on_error", f"no folio at index {start:#x}")
+            return
+        fs, fe = (run.start, run.end) if run.folio_nr > 1 else (start, end)
+        fs, fe = min(fs, start), max(fe, end)
+        lk = Leak(g, run.block, fs, fe, level, error)
+        run.block.pins.append((fs, fe, lk))
+        self.leaks.append(lk)
+
+    def _reclaim(self, g: GuestMemfd, start: int, end: int) -> None:
+        """A dead TD's S-EPT entries in the range are reclaimed with the TD (no fault point)."""
+        g.guest.zap(start, end, None)
+
+    # --- SEAMCALL errors ------------------------------------------------------------------------
+    def _seamcall(self, point: faults.FaultPoint, **ctx: Any) -> faults.TdxError | None:
+        """One SEAMCALL at ``point`` with BUSY retries; returns the final error or None."""
+        self.seamcalls += 1
+        if self.dead:
+            self.seamcalls_while_dead += 1
+        f = point.hit(attempt=0, **ctx)
+        if f is None:
+            return None
+        return self._retry(point, f, **ctx)
+
+    def _retry(self, point: faults.FaultPoint, fired: faults.Fired, **ctx: Any) -> faults.TdxError | None:
+        """``tdh_do_no_vcpus``: TDX_OPERAND_BUSY is retried ``busy_retries`` times."""
+        self.host.note_fault(fired)
+        kind = fired.kind
+        attempt = 0
+        while isinstance(kind, faults.TdxError) and kind.retryable and attempt < self.busy_retries:
+            attempt += 1
+            self.seamcalls += 1
+            f = point.hit(attempt=attempt, **ctx)
+            if f is None:
+                return None
+            self.host.note_fault(f)
+            kind = f.kind
+        return kind if isinstance(kind, faults.TdxError) else None
+
+    def _bug(self, g: GuestMemfd, where: str, point: faults.FaultPoint, err: faults.TdxError,
+             index: int, level: str) -> None:
+        """``TDX_BUG_ON`` -> ``KVM_BUG_ON``: WARN, the VM is dead, its state frozen."""
+        busy = " after the retries" if err.retryable else ""
+        why = (f"SEAMCALL {SEAMCALL_NAMES[point.name]} failed: {err.code} ({err.status:#x}){busy}, "
+               f"{level} entry at {index << PAGE_SHIFT:#x}")
+        self.host.warn(where, f"KVM_BUG_ON: {why}")
+        if self.dead:
+            return
+        self.dead = True
+        self.death = why
+        for f in self.files:
+            self._frozen.sept[f] = {(s, e, m.level) for s, e, m in f.guest.ranges() if m.private}
+            self._frozen.pending[f] = [(s, e) for s, e, _ in self.pending(f).items()]
+
+    # --- invariants and the state map --------------------------------------------------------
+    def check_file(self, g: GuestMemfd, name: str) -> list[str]:
+        """TDX invariants of one file (picked up by invariants.py)."""
+        out: list[str] = []
+        sept = [(s, e, m) for s, e, m in g.guest.ranges() if m.private]
+        for s, e, m in sept:
+            for i, hm in enumerate(g.mappings):
+                for hs, he, _ in hm.ptes.items(s, e):
+                    out.append(f"[tdx sept] {name}: [{_o(hs)}, {_o(he)}) is in the S-EPT ({m.level}) "
+                               f"and mapped by host mapping #{i}")
+            for ps, pe, _ in self.pending(g).items(s, e):
+                out.append(f"[tdx accept] {name}: [{_o(ps)}, {_o(pe)}) is PENDING but mapped in the S-EPT")
+        for s, e, _ in self.pending(g).items():
+            for ss, se, v in g.share.ranges(s, min(e, g.nr_pages)):
+                if v == SHARED:
+                    out.append(f"[tdx accept] {name}: shared pages [{_o(ss)}, {_o(se)}) have an accept state")
+        if self.dead:
+            frozen = self._frozen.sept.get(g, set())
+            for s, e, m in sept:
+                if not any(fs <= s and e <= fe for fs, fe, _ in frozen):
+                    out.append(f"[tdx dead] {name}: S-EPT entry [{_o(s)}, {_o(e)}) {m.level} "
+                               "appeared after the VM died")
+            now = [(s, e) for s, e, _ in self.pending(g).items()]
+            before = self._frozen.pending.get(g)
+            if before is not None and now != before:
+                out.append(f"[tdx dead] {name}: accept state changed after the VM died")
+        return out
+
+    def check_vm(self) -> list[str]:
+        """TDX invariants of the VM as a whole: held folios stay held and are never reused."""
+        out: list[str] = []
+        if self.seamcalls_while_dead:
+            out.append(f"[tdx dead] {self.seamcalls_while_dead} SEAMCALL(s) issued after the VM died")
+        for lk in self.leaks:
+            b = lk.block
+            if not any(owner is lk for _, _, owner in b.pins):
+                out.append(f"[tdx leak] {lk!r}: the held references on {b!r} are gone")
+            if b.huge and b not in self.host.live_blocks:
+                out.append(f"[tdx leak] {lk!r}: huge page {b!r} went back to the pool")
+            if b.freed > b.nr - (lk.end - lk.start):
+                out.append(f"[tdx leak] {lk!r}: {b!r} freed pages TDX still holds")
+            if lk.resident():
+                if lk.left_filemap:
+                    out.append(f"[tdx leak] {lk!r}: a held folio was added back to the filemap")
+            else:
+                lk.left_filemap = True
+        return out
+
+    def render_file(self, g: GuestMemfd) -> list[str]:
+        """State-map lines: accept state, held folios, death."""
+        out = []
+        pend = " ".join(f"[{s:#x}, {e:#x})" for s, e in self.pending_ranges(g)[:8])
+        out.append(f"  tdx ({self.fatal_policy}): pending {pend or '(none)'}")
+        held = [repr(lk) for lk in self.leaks if lk.gmem is g]
+        if held:
+            out.append("  tdx held: " + " ".join(held[:8]))
+        if self.dead:
+            out.append(f"  tdx: VM DEAD ({self.death})")
+        return out
+
+    def __repr__(self) -> str:
+        return (f"TdxVM(policy={self.fatal_policy!r}, files={len(self.files)}, "
+                f"leaked={self.leaked_pages()}{', dead' if self.dead else ''})")
+
+
+def _o(index: int) -> str:
+    return f"{index << PAGE_SHIFT:#x}"
+
+
+VM_TYPES["tdx"] = TdxVM
