@@ -42,7 +42,8 @@ def test_arming_outside_any_test_does_not_fire_inside(pytester: pytest.Pytester)
             gmem.convert_private(0, "2M")
         """
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    # in a subprocess: in-process, the module would be imported inside this test's own scope
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
 
 
 def test_setup_error_still_closes_scope(pytester: pytest.Pytester) -> None:

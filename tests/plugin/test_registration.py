@@ -54,6 +54,15 @@ def test_header_seed_line_given(pytester: pytest.Pytester) -> None:
     assert result.stdout.lines.count("gmem: --gmem-seed=1234") == 1
 
 
+def test_seed_precedence(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    pytester.makeini("[pytest]\ngmem_seed = 77\n")
+    assert "gmem: --gmem-seed=77" in pytester.runpytest().stdout.lines
+    monkeypatch.setenv("GMEM_SEED", "78")
+    assert "gmem: --gmem-seed=78" in pytester.runpytest().stdout.lines
+    assert "gmem: --gmem-seed=79" in pytester.runpytest("--gmem-seed=79").stdout.lines
+
+
 def test_header_seed_line_random(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x():\n    pass\n")
     first = pytester.runpytest()
