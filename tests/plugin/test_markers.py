@@ -142,3 +142,35 @@ def test_markers_accumulate_from_class_and_module(pytester: pytest.Pytester) -> 
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_tdx_unmap_failure_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import errno
+        import pytest
+        from pytest_gmem import ConversionError
+
+        TDX = pytest.mark.gmem(size="2M", page_size="2M", vm_type="tdx", init_private=True)
+
+        @TDX
+        @pytest.mark.tdx_unmap_failure()
+        def test_busy_is_retried(gmem, faults):
+            gmem.guest_write(0, b"x")
+            gmem.convert_shared(0, "4K")
+            assert [f.label() for f in faults.fired] == ["tdh_mem_page_remove:tdx_error#1"]
+
+        @TDX
+        @pytest.mark.tdx_unmap_failure(error="fatal")
+        def test_fatal_warns(gmem):
+            gmem.guest_write(0, b"x")
+            with pytest.raises(ConversionError) as info:
+                gmem.convert_shared(0, "4K")
+            assert info.value.errno == errno.EIO
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)  # the fatal error's KVM_BUG_ON WARN is not allowed
+    result.stdout.fnmatch_lines(
+        ["*unexpected kernel WARN*", "*KVM_BUG_ON*[[]fault tdh_mem_page_remove:tdx_error#1[]]*"]
+    )

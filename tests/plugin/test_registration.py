@@ -15,6 +15,11 @@ import pytest
 @pytest.mark.fault_sweep(points="*", kinds=("ENOMEM",))
 def test_all(gmem):
     pass
+
+@pytest.mark.gmem(vm_type="tdx")
+@pytest.mark.tdx_unmap_failure(error="fatal", nth=3)
+def test_tdx(gmem):
+    pass
 """
 
 
@@ -37,7 +42,7 @@ def test_markers_listed_with_signatures(pytester: pytest.Pytester) -> None:
 def test_strict_markers_clean(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(ALL_MARKERS)
     result = pytester.runpytest("--strict-markers")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)
 
 
 def test_disabled_with_p_no_gmem(pytester: pytest.Pytester) -> None:
