@@ -19,7 +19,7 @@ from typing import Any
 from . import points as _points
 from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When
 from .errors import FaultError, KindNotAllowed
-from .kinds import Callback, Kind, as_kind
+from .kinds import Callback, Kind, Off, as_kind
 from .points import FaultPoint, match_points
 
 TRACE_LIMIT = 100_000
@@ -200,6 +200,9 @@ def inject(
 ) -> Arming:
     """Arm ``kind`` at ``point`` (a name or a glob) in the current scope; see module docs."""
     k = as_kind(kind)
+    if isinstance(k, Off):
+        raise FaultError("kind 'off' only makes sense inside a chain (e.g. '2*off->1*enomem'); "
+                         "use nth= / skip= with inject()")
     policy = RulePolicy(k, nth=nth, times=times, every=every, skip=skip, probability=probability)
     return current().arm(point, policy, [k], when=when, seed=seed, source=source)
 
@@ -235,6 +238,8 @@ def slow_hit(point: FaultPoint, count: int, ctx: dict[str, Any]) -> Fired | None
             s.fired.append(fired)
             for fn in s.listeners:
                 fn(fired)
+    if fired is not None and isinstance(fired.kind, Callback):
+        return None  # the callback ran (and chose no other kind): nothing for the caller to apply
     return fired
 
 
@@ -289,9 +294,8 @@ def _fire(point: FaultPoint, arming: Arming, kind: Kind, offset: int, ctx: dict[
         item["index"] += offset
     if isinstance(kind, Callback):
         result = kind.fn(item)
-        if result is None:
-            return Fired(point.name, kind, arming.hits, offset, item, arming)
-        kind = result
+        if result is not None:
+            kind = result  # the callback chose the kind to apply
     return Fired(point.name, kind, arming.hits, offset, item, arming)
 
 
