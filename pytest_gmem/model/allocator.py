@@ -69,17 +69,21 @@ class PageAllocator:
         self.host.charge_pages(got)
         return Block(index, got, huge=False, owner=owner), got
 
-    def split_folio(self, block: Block, phase: str) -> None:  # 4K folios never split
+    def split_folio(self, block: Block, phase: str) -> None:
+        """Order-0 folios are never split (no custom allocator); cannot fail."""
         return None
 
     def merge_folio(self, block: Block, phase: str) -> None:
+        """Nothing to merge for order-0 folios; cannot fail."""
         return None
 
     def free_pages(self, block: Block, count: int) -> None:
+        """Mirrors the final ``folio_put`` of order-0 page-cache folios: memory goes back."""
         block.freed += count
         self.host.uncharge_pages(count)
         if block.freed >= block.nr:
             self.host.live_blocks.discard(block)
 
     def teardown(self) -> None:
+        """No per-inode allocator state to free (``kvm_gmem_free_inode``)."""
         return None

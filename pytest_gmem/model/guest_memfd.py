@@ -214,6 +214,8 @@ class GuestMemfd:
             self._map_guest(s, e, share == PRIVATE)
 
     def _map_guest(self, start: int, end: int, private: bool) -> None:
+        """Mirrors ``kvm_tdp_mmu_map`` at ``kvm_gmem_max_mapping_level``: huge only for a fully
+        private range with an unsplit folio (``kvm_gmem_mapping_order``); cannot fail."""
         n = self.nr_pages_in_folio
         for run in list(self.filemap.runs(start, end)):
             s, e = max(run.start, start), min(run.end, end)
@@ -270,6 +272,7 @@ class GuestMemfd:
         self.maybe_evict()
 
     def maybe_evict(self) -> None:
+        """Mirrors the last ``iput``: evict the inode once no fd, mapping or pin holds it."""
         if self.alive and not self.fd_open and not self.mappings and not self.pins:
             truncate.evict_inode(self)
 

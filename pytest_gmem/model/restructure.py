@@ -143,6 +143,7 @@ def split_folio_in_filemap(g: GuestMemfd, f: FolioRun, phase: str) -> None:
 
 
 def _readd_original(g: GuestMemfd, f: FolioRun, phase: str) -> None:
+    """The ``err:`` label of ``kvm_gmem_split_folio_in_filemap``: WARN_ON(re-add) (ENOMEM)."""
     if not add_folio(g, f.start, f.end, f.block, f.folio_nr, "rollback"):
         g.host.warn("kvm_gmem_split_folio_in_filemap",
                     f"WARN_ON(__kvm_gmem_filemap_add_folio(folio, {f.start:#x})): folio lost from "
@@ -334,6 +335,7 @@ def prepare_restructure(g: GuestMemfd, work: list[Work], to_shared: bool) -> Pla
 
 
 def _prepare_freeze(g: GuestMemfd, block: Block, start: int, end: int, folio_nr: int, req_start: int) -> None:
+    """prealloc: wait for speculative references before the point of no return (EAGAIN)."""
     count = (end - start) // folio_nr
     f = P_REMOVE.hit_many(count, index=start, phase="prepare", folio_order=folio_nr.bit_length() - 1)
     if f is not None:
