@@ -40,9 +40,8 @@ _LAZY = frozenset(__all__) - {"uapi"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(import_module(".model", __name__), name)
-        globals()[name] = value
-        return value
+        # not cached here: the model module in sys.modules is the one whose classes it raises
+        return getattr(import_module(".model", __name__), name)
     raise AttributeError(f"module 'pytest_gmem' has no attribute {name!r}")
 
 
