@@ -40,8 +40,15 @@ class Shareability:
         self.tree.assign(start, end, value)
 
     def has_any(self, start: int, end: int, value: str) -> bool:
-        """``kvm_gmem_shareability_in_range`` (``kvm_gmem_has_some_shared`` for SHARED)."""
-        return self.tree.any_value(start, end, lambda v: v == value)
+        """``kvm_gmem_shareability_in_range`` (``kvm_gmem_has_some_shared`` for SHARED).
+
+        O(log ranges): the tree is total, two-valued and coalesced, so ``[start, end)`` holds no
+        ``value`` only if one range of the other value covers all of it."""
+        if start >= end:
+            return False
+        hit = self.tree.find(start)
+        assert hit is not None, f"shareability entry missing at {start}"
+        return hit[2] == value or hit[1] < end
 
     def ranges(self, start: int = 0, end: int | None = None) -> list[tuple[int, int, str]]:
         return list(self.tree.items(start, self.nr_pages if end is None else end))
