@@ -325,6 +325,16 @@ class _FakerSeed:
         return cfg.seed_for(request.config.stash[SETTINGS].seed, request.node.nodeid)
 
 
+def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
+    """``assert a == b`` on two ``gmem.snapshot()`` values shows what differs, range by range."""
+    snapshot_type = getattr(import_module("pytest_gmem.model.snapshot"), "Snapshot", None)
+    if op != "==" or snapshot_type is None:
+        return None
+    if isinstance(left, snapshot_type) and isinstance(right, snapshot_type):
+        return ["gmem snapshots differ (- left, + right):", *left.diff(right)]
+    return None
+
+
 # --- fixtures ---------------------------------------------------------------------------------
 def _run(request: pytest.FixtureRequest) -> TestRun:
     item: pytest.Item = request.node
