@@ -18,6 +18,7 @@ from .contents import Contents
 from .errors import EBADF, EFAULT, EINVAL, EOPNOTSUPP, GuestFault, oserror
 from .filemap import Filemap
 from .guestmem_hugetlb import HugetlbAllocator
+from .host import user_op
 from .mmu import GuestMappings, level_for_order
 from .shareability import PRIVATE, SHARED, Shareability
 from .units import PAGE_SHIFT, PAGE_SIZE, PAGES_PER, fmt_bytes, parse_size
@@ -121,17 +122,20 @@ class GuestMemfd:
         return offset >> PAGE_SHIFT
 
     # --- ioctls -----------------------------------------------------------------------------
+    @user_op
     def convert_shared(self, offset: int, size: int | str, error_offset: int = 0) -> None:
         """``KVM_GMEM_CONVERT_SHARED``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
         self._need_fd("KVM_GMEM_CONVERT_SHARED")
         conversion.ioctl_convert_range(self, offset, parse_size(size), True, error_offset)
 
+    @user_op
     def convert_private(self, offset: int, size: int | str, error_offset: int = 0) -> None:
         """``KVM_GMEM_CONVERT_PRIVATE``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
         self._need_fd("KVM_GMEM_CONVERT_PRIVATE")
         conversion.ioctl_convert_range(self, offset, parse_size(size), False, error_offset)
 
     # --- fallocate ----------------------------------------------------------------------------
+    @user_op
     def fallocate(self, mode: int, offset: int, length: int | str) -> None:
         """``kvm_gmem_fallocate``: EOPNOTSUPP without KEEP_SIZE or with other bits, EINVAL if
         misaligned; allocation past the size EINVAL; punching may fail with EAGAIN (pinned)."""
@@ -149,11 +153,13 @@ class GuestMemfd:
         else:
             truncate.allocate(self, offset, length)
 
+    @user_op
     def punch_hole(self, offset: int, length: int | str) -> None:
         """``fallocate(KEEP_SIZE | PUNCH_HOLE)``."""
         self.fallocate(uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE, offset, length)
 
     # --- mmap ---------------------------------------------------------------------------------
+    @user_op
     def mmap(self) -> HostMapping:
         """``kvm_gmem_mmap``: ENODEV without SUPPORT_SHARED. Each call is a separate mapping."""
         from .mmap import HostMapping
@@ -166,21 +172,25 @@ class GuestMemfd:
         return m
 
     # --- the guest ----------------------------------------------------------------------------
+    @user_op
     def guest_read(self, offset: int, length: int) -> bytes:
         """The guest reads its memory (faulting it in through ``kvm_gmem_get_pfn``)."""
         self._guest_fault(offset, length, write=False)
         return self.contents.read(offset, length)
 
+    @user_op
     def guest_write(self, offset: int, data: bytes) -> None:
         """The guest writes its memory."""
         self._guest_fault(offset, len(data), write=True)
         self.contents.write(offset, bytes(data))
 
+    @user_op
     def guest_fill(self, offset: int, length: int, byte: int) -> None:
         """The guest memsets a range (cheap for large ranges)."""
         self._guest_fault(offset, length, write=True)
         self.contents.fill(offset, length, byte)
 
+    @user_op
     def guest_accept(self, offset: int, length: int) -> None:
         """The guest accepts private pages (TDX ``TDG.MEM.PAGE.ACCEPT``): needed on a TDX VM
         before touching a page that became private again; a no-op on other VM types."""
@@ -261,6 +271,7 @@ class GuestMemfd:
         return take(self)
 
     # --- lifetime -------------------------------------------------------------------------------
+    @user_op
     def close(self) -> None:
         """Release the fd (``kvm_gmem_release``): guest mappings are zapped; the inode and its
         memory go when no host mapping or pin is left."""

@@ -9,14 +9,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import faults
 
-from .errors import EINVAL, InvariantViolation, oserror
+from .errors import EINVAL, GuestFault, InvariantViolation, KernelBug, SigBus, oserror
 from .folio import Block
 from .hugetlb import HugePool
 from .revisions import DEFAULT_REVISION, Revision, get_revision
@@ -42,6 +43,51 @@ class Warn:
         return f"WARNING: {self.where}: {self.message} (during {self.operation}){via}"
 
 
+@dataclass(frozen=True)
+class UserError:
+    """What a public operation returned to userspace instead of success: an errno (``OSError``,
+    ``ConversionError``), a signal (``SigBus``), a failed guest access (``GuestFault``), or a
+    ``KernelBug`` (the model stopped where the kernel would hang or crash)."""
+
+    operation: str  # the model method, e.g. "GuestMemfd.convert_shared"
+    error: str  # the exception's class name
+    errno: int | None
+    message: str
+
+
+#: What :func:`user_op` records; anything else (TypeError, ValueError) is a misuse of the
+#: Python API, not something the kernel returns.
+USER_ERRORS = (OSError, SigBus, GuestFault, KernelBug)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def user_op(fn: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], _R]:
+    """Decorates the model's public operations (the syscalls, faults and accesses a test makes):
+    an error escaping the outermost one is appended to ``host.user_errors``. A test harness
+    reads it to know whether an injected fault reached the caller as an error (pytest-gmem's
+    fault sweeps: "clean" versus "success"). The object decorated has ``.host`` or
+    ``.gmem.host``."""
+    name = fn.__qualname__
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        host: Host = self.host if hasattr(self, "host") else self.gmem.host
+        host._user_depth += 1
+        try:
+            return fn(self, *args, **kwargs)
+        except USER_ERRORS as exc:
+            if host._user_depth == 1:
+                code = exc.errno if isinstance(exc, (OSError, GuestFault)) else None
+                host.user_errors.append(UserError(name, type(exc).__name__, code, str(exc)))
+            raise
+        finally:
+            host._user_depth -= 1
+
+    return wrapper
+
+
 class Host:
     """Huge page pools per size, memory, the WARN log, deferred work, and every VM and file."""
 
@@ -63,6 +109,9 @@ class Host:
         self.memory_pages: int | None = None if memory is None else parse_size(memory, "memory") // PAGE_SIZE
         self.mem_used = 0  # 4K pages of host memory in use (4K folios, restored vmemmap)
         self.warnings: list[Warn] = []
+        #: errors the public operations returned to the caller, in order (see :func:`user_op`)
+        self.user_errors: list[UserError] = []
+        self._user_depth = 0
         self._warned_once: set[str] = set()
         self._work: deque[tuple[str, Callable[[], None]]] = deque()
         self.vms: list[VM] = []

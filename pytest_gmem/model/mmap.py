@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from . import truncate
 from .errors import SigBus
 from .folio import Block
+from .host import user_op
 from .intervals import IntervalMap
 from .shareability import SHARED
 from .units import PAGE_SHIFT, PAGE_SIZE
@@ -65,6 +66,7 @@ class HostMapping:
             return SigBus(at, f"offset is at or beyond the file size {g.size:#x}")
         return SigBus(at, f"page {idx:#x} is {g.share.get(idx)} (only shared pages can be faulted)")
 
+    @user_op
     def read(self, offset: int, length: int) -> bytes:
         """Read through the mapping; SigBus at the first page that cannot be faulted."""
         ok = self._fault(offset, length, "read")
@@ -72,6 +74,7 @@ class HostMapping:
             raise self._sigbus(offset + ok)
         return self.gmem.contents.read(offset, length)
 
+    @user_op
     def write(self, offset: int, data: bytes) -> None:
         """Write through the mapping; bytes before a SIGBUS page are written, as in memset."""
         ok = self._fault(offset, len(data), "write")
@@ -80,6 +83,7 @@ class HostMapping:
         if ok < len(data):
             raise self._sigbus(offset + ok)
 
+    @user_op
     def fill(self, offset: int, length: int, byte: int) -> None:
         """memset through the mapping (cheap for large ranges)."""
         ok = self._fault(offset, length, "write")
@@ -92,6 +96,7 @@ class HostMapping:
         """Whether this process has a PTE for the page at ``offset``."""
         return self.ptes.find(offset >> PAGE_SHIFT) is not None
 
+    @user_op
     def pin(self, offset: int, length: int | str) -> Pin:
         """A long-term pin (GUP ``FOLL_LONGTERM`` or an IOMMU mapping) of ``[offset, +length)``:
         faults the pages in (SigBus if not shared), then one reference per folio touched."""

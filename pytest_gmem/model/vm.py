@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import EIO, GuestFault
+from .host import user_op
 from .units import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class VM:
         self.files: list[GuestMemfd] = []
         self.dead = False  # KVM_BUG_ON: the VM is bugged and every access fails
 
+    @user_op
     def create_guest_memfd(
         self,
         size: int | str | None = None,
