@@ -495,11 +495,11 @@ def report_lines(report: Mapping[str, Any], verbose: bool = False) -> list[str]:
             where = f"{r['file'].rsplit('/', 1)[-1]}:{r['line']}"
             lines.append(f"  {where:<34} {r['function'][:38]:<38} {r['kind']:<9} {r['what']}")
     kinds = ", ".join(f"{k} {v['reached']}/{v['branches']}" for k, v in s["by_kind"].items())
-    hidden = "" if verbose else f" ({s['plain_only']} reached only without a fault are listed with -v)"
+    hidden = "" if verbose or not s["plain_only"] else " (listed with -v)"
     lines.append(
         f"gmem: {s['branches']} error-handling branches in pytest_gmem/model, {s['reached']} reached: "
         f"{s['fault_only']} only under an injected fault, {s['fault_and_plain']} with and without one, "
-        f"{s['plain_only']} only without{hidden}; {s['never']} never. By kind (reached/all): {kinds}"
+        f"{s['plain_only']} only without one{hidden}; {s['never']} never reached. By kind (reached/all): {kinds}"
     )
     return lines
 

@@ -60,6 +60,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gmem-points", dest="gmem_points", action="store_true", default=False, help=cfg.POINTS_HELP)
     group.addoption("--gmem-report", dest="gmem_report", metavar="PATH", default=None, help=cfg.REPORT_HELP)
     group.addoption("--gmem-sweep", dest="gmem_sweep", action="store_true", default=False, help=cfg.SWEEP_HELP)
+    group.addoption(
+        "--gmem-error-paths", dest="gmem_error_paths", metavar="PATH", nargs="?", const="", default=None,
+        help="Report which of the model's error-handling branches each injected fault reached (terminal "
+        "section; with =PATH.json also a JSON file). Measures in-process, or reads the running coverage "
+        "(pytest-cov with --cov=pytest_gmem). See docs/error-paths.md.",
+    )
+    group.addoption(
+        "--gmem-cov-context", dest="gmem_cov_context", choices=("auto", "on", "off"), default="auto",
+        help="Label coverage.py data '{nodeid}|run|fault={point}:{KIND}#{nth}' from the moment a fault fires. "
+        "auto (default): with pytest-cov's --cov-context=test or --gmem-error-paths; on: whenever coverage "
+        "is measuring; off: never.",
+    )
     parser.addini("gmem_revision", cfg.REVISION_HELP, default="")
     parser.addini("gmem_faults", cfg.FAULT_HELP, type="linelist", default=[])
     parser.addini("gmem_seed", cfg.SEED_HELP, default="")
@@ -99,6 +111,15 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_XdistHooks(settings.seed), "gmem-xdist")
     if config.pluginmanager.hasplugin("faker"):
         config.pluginmanager.register(_FakerSeed(), "gmem-faker")
+    paths = config.getoption("gmem_error_paths")
+    if paths and not paths.endswith(".json"):
+        raise pytest.UsageError(f"gmem: --gmem-error-paths={paths}: the report path must end in .json "
+                                "(write --gmem-error-paths alone, or with '=', before test paths)")
+    cov_context = config.getoption("gmem_cov_context")
+    if paths is not None or cov_context == "on" or (
+        cov_context == "auto" and getattr(config.option, "cov_context", None) == "test"
+    ):
+        config.pluginmanager.register(_CoverageHooks(config, paths), "gmem-coverage")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -315,6 +336,124 @@ class _XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["gmem_seed"] = self.seed
+
+
+class _CoverageHooks:
+    """Fault contexts for coverage.py and the ``--gmem-error-paths`` report (the logic is in the
+    pytest-free ``coverage_ctx`` and ``errorpaths`` modules; see docs/error-paths.md)."""
+
+    def __init__(self, config: pytest.Config, report: str | None) -> None:
+        from .coverage_ctx import FaultContexts
+
+        self.config = config
+        self.report = report  # None: no report; "": terminal only; else also this JSON file
+        self.mode = config.getoption("gmem_cov_context")
+        self.is_worker = hasattr(config, "workerinput")
+        self.contexts = FaultContexts(test_contexts=lambda: config.pluginmanager.hasplugin("_cov_contexts"))
+        self.measurement: Any = None
+        self.own = False  # measured by the plugin itself (here, or by the xdist workers)
+        self.lines: dict[str, dict[str, list[str]]] = {}
+
+    def _switching(self) -> bool:
+        if self.mode == "auto":
+            return self.report is not None or bool(self.contexts.test_contexts())
+        return bool(self.mode == "on")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from .coverage_ctx import current_coverage, dynamic_context_conflict
+
+        cov = current_coverage()
+        if cov is not None and dynamic_context_conflict(cov) and self._switching():
+            msg = (f"gmem: coverage's [run] dynamic_context = {dynamic_context_conflict(cov)} would fight the "
+                   "fault contexts: they are not recorded (drop it; use --cov-context=test)")
+            self.config.issue_config_time_warning(pytest.PytestConfigWarning(msg), stacklevel=2)
+        controller = self.config.pluginmanager.hasplugin("dsession")  # xdist: the workers measure
+        self.own = self.report is not None and cov is None
+        if self.own and not controller:
+            from .errorpaths import Measurement
+
+            self.measurement = Measurement()
+            self.contexts.label_phases = True
+
+    def _begin(self, item: pytest.Item, phase: str) -> None:
+        if self._switching():
+            self.contexts.begin(item.nodeid, phase)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        self._begin(item, "setup")
+        try:
+            return (yield)
+        finally:
+            self.contexts.end()
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        # trylast: innermost wrapper, after pytest-cov switched to '{nodeid}|run'; the plain label
+        # comes back right after the body, before the plugin disarms and checks.
+        self._begin(item, "call")
+        try:
+            return (yield)
+        finally:
+            self.contexts.end()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        self._begin(item, "teardown")
+        try:
+            return (yield)
+        finally:
+            self.contexts.finish()
+
+    def pytest_gmem_fault_fired(self, fired: Any) -> None:
+        if self.contexts.nodeid:
+            self.contexts.fired(fired.label())
+
+    def pytest_sessionfinish(self) -> None:
+        if self.measurement is None:
+            return
+        from .errorpaths import extract, find_branches, merge
+
+        extract_ = extract(self.measurement.stop(), find_branches())
+        if self.is_worker:
+            self.config.workeroutput["gmem_error_paths"] = extract_  # type: ignore[attr-defined]
+        else:
+            merge(self.lines, extract_)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        from .errorpaths import merge
+
+        merge(self.lines, getattr(node, "workeroutput", {}).get("gmem_error_paths", {}))
+
+    def _external_data(self) -> tuple[Any, str]:
+        from .coverage_ctx import current_coverage
+
+        controller = getattr(self.config.pluginmanager.get_plugin("_cov"), "cov_controller", None)
+        cov = getattr(controller, "cov", None) or current_coverage()
+        if cov is None:
+            return None, "no coverage"
+        return cov.get_data(), f"coverage data {getattr(cov.config, 'data_file', '')}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.report is None or self.is_worker:
+            return
+        from .errorpaths import build_report, extract, find_branches, report_lines, write_json
+
+        branches = find_branches()
+        if self.own:
+            lines, source = self.lines, "in-process measurement (--gmem-error-paths)"
+        else:
+            data, source = self._external_data()
+            lines = extract(data, branches) if data is not None else {}
+        report = build_report(branches, lines, source)
+        terminalreporter.write_sep("=", "gmem error paths")
+        for line in report_lines(report, verbose=self.config.getoption("verbose") > 0):
+            terminalreporter.write_line(line)
+        if self.report:
+            write_json(report, self.report)
+            terminalreporter.write_line(f"gmem: error-path JSON report written to {self.report}")
 
 
 class _FakerSeed:
