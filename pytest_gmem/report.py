@@ -15,6 +15,8 @@ from typing import Any
 
 import faults
 
+from .compare import sweep_records
+from .compare import to_json as sweep_json
 from .testrun import Problem, TestRun
 
 TRACE_LINES = 40
@@ -258,7 +260,11 @@ class Summary:
             }
             for p, r in self.points().items()
         }
-        return {"settings": dict(settings), "tests": self.records, "points": points}
+        data = {"settings": dict(settings), "tests": self.records, "points": points}
+        sweeps = sweep_records(self.records.values())
+        if sweeps:  # fault sweeps: the design comparison (see compare.py)
+            data["sweep"] = sweep_json(sweeps)
+        return data
 
     def write_json(self, path: str, settings: Mapping[str, Any]) -> None:
         with open(path, "w", encoding="utf-8") as fh:

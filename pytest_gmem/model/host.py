@@ -85,7 +85,7 @@ def user_op(fn: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any,
         finally:
             host._user_depth -= 1
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 class Host:

@@ -1,0 +1,83 @@
+"""Fault sweeps: every conversion below runs once per reachable fault, one fault at a time.
+
+Each test is written the way a user writes a sweep test: the body does one operation and then
+asserts what must hold whether or not the injected fault made it fail -- an error that reaches
+the caller must leave the file exactly as it was (a clean rollback), a success must have done
+the whole job. ``pytest examples --gmem-compare=all`` runs them under every kernel revision and
+prints the design comparison (see docs/sweeps.md).
+
+Setup that is not under test (faulting memory in, earlier conversions) lives in fixtures: the
+sweep arms its fault at the start of the test body, so only the operation under test is swept.
+"""
+
+import errno
+
+import pytest
+
+from pytest_gmem import ConversionError
+
+# ENOMEM at every allocation, and a speculative reference (GUP-fast, memory-failure) on the
+# folio being split or merged: dropped after 3 spins, or held for the whole operation.
+KINDS = ("ENOMEM", "speculative_refcount(hold=3)", "speculative_refcount(hold=none)")
+#: Splitting a 2M folio re-adds its 512 pieces one by one: the first few are representative.
+MAX_NTH = 3
+
+
+@pytest.fixture
+def private_data(gmem):
+    """A private 4M file whose first huge page holds data (a 2M folio is faulted in)."""
+    gmem.guest_write(0, b"private data")
+    gmem.guest_write(2 << 20, b"second page")
+    return gmem
+
+
+@pytest.fixture
+def split_page(private_data):
+    """The first huge page was split by converting 4K of it to shared."""
+    private_data.convert_shared(0, "4K")
+    return private_data
+
+
+def expect_clean_or_done(gmem, op, check_done):
+    """The sweep's oracle: an error reached the caller and nothing changed, or all was done."""
+    before = gmem.snapshot()
+    try:
+        op()
+    except ConversionError as exc:
+        assert exc.errno in (errno.ENOMEM, errno.EAGAIN)
+        assert gmem.snapshot() == before, "the failed conversion did not restore the file"
+    else:
+        check_done()
+
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH)
+def test_sweep_split_on_convert_shared(private_data):
+    g = private_data
+    expect_clean_or_done(g, lambda: g.convert_shared(0, "4K"), lambda: g.shareability(0) == "shared")
+    assert g.guest_read(0, 12) == b"private data"
+
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH, depth=2)
+def test_sweep_convert_two_huge_pages_to_shared(private_data):
+    g = private_data
+
+    def done():
+        assert g.ranges() == [(0, 4 << 20, "shared")]
+
+    expect_clean_or_done(g, lambda: g.convert_shared(0, "4M"), done)
+    assert g.guest_read(0, 12) == b"private data"
+    assert g.guest_read(2 << 20, 11) == b"second page"
+
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH)
+def test_sweep_merge_on_convert_private(split_page):
+    g = split_page
+
+    def done():
+        assert g.ranges() == [(0, 4 << 20, "private")]
+
+    expect_clean_or_done(g, lambda: g.convert_private(0, "4K"), done)
+    assert g.guest_read(0, 12) == b"private data"
