@@ -197,3 +197,52 @@ def write_pictures(json_path: str, records: Sequence[Mapping[str, Any]], command
     with open(paths[1], "w", encoding="utf-8") as fh:
         fh.write(html_page(records, command))
     return paths
+
+
+# --- the pattern the main job must show ---------------------------------------------------------
+def check_pattern(report: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a ``--gmem-compare=all`` JSON report against the expected design
+    comparison: ``rfc-v2`` has KernelBug and WARN scenarios, ``fixed`` no KernelBug, ``prealloc``
+    only clean or successful ones (single-fault sweeps). Empty when all holds."""
+    table = report.get("sweep", {}).get("comparison", {})
+    problems = []
+
+    def row(name: str) -> Mapping[str, int]:
+        r = table.get(name)
+        if r is None or not r["scenarios"]:
+            problems.append(f"no {name} scenarios in the comparison")
+            return {}
+        return dict(r["outcomes"])
+
+    rfc, fixed, pre = row("rfc-v2"), row("fixed"), row("prealloc")
+    if rfc and not (rfc.get("kernel-bug") and rfc.get("warn")):
+        problems.append(f"rfc-v2 should have KernelBug and WARN scenarios: {rfc}")
+    if fixed and fixed.get("kernel-bug"):
+        problems.append(f"fixed should have no KernelBug scenario: {fixed}")
+    if pre and any(n for k, n in pre.items() if k not in ("clean", "success")):
+        problems.append(f"prealloc should have only clean or successful scenarios: {pre}")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pytest_gmem.compare REPORT.json``: print the comparison of a JSON report and
+    check the expected pattern (exit 1 if it does not hold)."""
+    import json
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m pytest_gmem.compare REPORT.json", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as fh:
+        report = json.load(fh)
+    records = report.get("sweep", {}).get("scenarios", [])
+    print("\n".join(table_lines(records)))
+    problems = check_pattern(report)
+    for p in problems:
+        print(f"comparison: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
