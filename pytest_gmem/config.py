@@ -191,8 +191,10 @@ MARKER_HELP = {
         "fault('kvm_gmem_shareability_store=1*off->1*enomem'). Markers accumulate."
     ),
     "fault_sweep": (
-        "fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None): run the test once per reachable "
-        "(point, kind, nth), each as its own item."
+        "fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None, depth=1, expect=()): run the test "
+        "once per reachable (point, kind, nth), each its own item test_x[sweep-POINT-KIND-NTH]; kinds in "
+        "the fault grammar ('speculative_refcount(hold=3)'); depth=2 adds a second fault in the rollback "
+        "phase; expect: outcomes reported as xfail, not failures. See docs/sweeps.md."
     ),
     "allow_warn": (
         "allow_warn(pattern): a kernel WARN whose location or message matches the regular "
