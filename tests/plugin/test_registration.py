@@ -32,7 +32,7 @@ def test_markers_listed_with_signatures(pytester: pytest.Pytester) -> None:
             "@pytest.mark.speculative_refcount(point, refs=1, hold=None, nth=1, times=1, **when): *",
             "@pytest.mark.tdx_unmap_failure(point='tdh_mem_page_remove', error='TDX_OPERAND_BUSY', nth=1, times=1): *",
             "@pytest.mark.fault(spec): *",
-            "@pytest.mark.fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None): *",
+            "@pytest.mark.fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None, depth=1, expect=()): *",
             "@pytest.mark.allow_warn(pattern): *",
         ]
     )
