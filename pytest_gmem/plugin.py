@@ -623,8 +623,17 @@ class _Sweeps:
             flags += f" --gmem-sweep-depth={self.depth}"
         return flags
 
-    def _clone(self, item: pytest.Function, name: str) -> pytest.Function:
+    def _clone(self, item: pytest.Function, extra_id: str | None = None) -> pytest.Function:
+        """A new item of the same test function; ``extra_id`` is appended to its parameter ids
+        (through the callspec: pytest >= 9.2 builds node ids from the callspec, not the name)."""
+        import _pytest.python as pyt
+
         callspec = getattr(item, "callspec", None)
+        if extra_id is not None:
+            spec_cls = getattr(pyt, "CallSpec", None) or pyt.CallSpec2
+            base = callspec if callspec is not None else spec_cls()
+            callspec = dataclasses.replace(base, _idlist=(*base._idlist, extra_id))
+        name = f"{item.originalname}[{callspec.id}]" if callspec is not None else item.originalname
         keywords = {callspec.id: True} if callspec is not None else {}
         return pytest.Function.from_parent(
             item.parent, name=name, callspec=callspec, fixtureinfo=item._fixtureinfo,
@@ -634,9 +643,7 @@ class _Sweeps:
     def _item(self, item: pytest.Function, scenario: Scenario, tolerated: frozenset[str]) -> pytest.Function:
         from .sweep import ItemState
 
-        callspec = getattr(item, "callspec", None)
-        ident = f"{callspec.id}-{scenario.ident()}" if callspec is not None else scenario.ident()
-        new = self._clone(item, f"{item.originalname}[{ident}]")
+        new = self._clone(item, scenario.ident())
         new.stash[SWEEP] = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid,
                                      tolerated=tolerated, flags=self._flags(scenario))
         return new
@@ -667,7 +674,7 @@ class _Sweeps:
                     return Census.from_json(cached)
                 except (KeyError, TypeError, ValueError):
                     pass
-        clone = self._clone(item, item.name)
+        clone = self._clone(item)
         state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid, census_mode=True)
         clone.stash[SWEEP] = state
         capman = self.config.pluginmanager.getplugin("capturemanager")
