@@ -1,0 +1,253 @@
+"""pytest glue for fault sweeps: collection-time census, one item per scenario, outcomes and
+the design comparison. The logic is in the pytest-free ``sweep`` and ``compare`` modules."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import config as cfg
+from ._keys import MODEL_FIXTURES, PARAMS, SETTINGS, SWEEP
+from ._keys import known_revisions as _known_revisions
+from .testrun import TestRun
+
+if TYPE_CHECKING:
+    from .sweep import Census, ItemState, Scenario, SweepSpec
+
+
+def seed_nodeid(item: pytest.Item) -> str:
+    """Sweep items and census runs take the seed of the test they sweep (same faker data)."""
+    sweep = item.stash.get(SWEEP, None)
+    return sweep.base_nodeid if sweep is not None else item.nodeid
+
+
+def sweep_requests(sweep: ItemState | None) -> list[cfg.ArmRequest]:
+    from .sweep import kind_args
+
+    if sweep is None:
+        return []
+    out = []
+    for f in sweep.scenario.faults:
+        name, args = kind_args(f.kind)
+        out.append(cfg.ArmRequest(sweep.source, f.point, name, args, f.nth, 1, f.when()))
+    return out
+
+
+def revision_of(item: pytest.Item) -> str:
+    params = item.stash.get(PARAMS, None)
+    return (params.revision if params else None) or item.config.stash[SETTINGS].revision
+
+
+def sweep_outcome(run: TestRun, sweep: ItemState) -> str:
+    return sweep.outcome(run.problems, run.hosts)
+
+
+def sweep_report(item: pytest.Item, run: TestRun, sweep: ItemState, report: pytest.TestReport) -> None:
+    """A tolerated outcome (``expect=``, or any under ``--gmem-compare``) is an xfail, not a failure."""
+    if not report.failed or report.when == "setup":
+        return
+    outcome = sweep_outcome(run, sweep)
+    if outcome not in sweep.tolerated:
+        return
+    if report.when == "call":
+        report.outcome = "skipped"
+        report.wasxfail = f"gmem sweep: {outcome} ({sweep.detail or outcome})"[:200]
+    elif outcome in ("warn", "invariant"):  # found only when the hosts were closed
+        report.sections.append(("gmem sweep", f"{outcome} at teardown, tolerated: {report.longreprtext}"))
+        report.outcome = "passed"
+        report.longrepr = None
+
+
+class Sweeps:
+    """``fault_sweep`` / ``--gmem-sweep`` / ``--gmem-compare``: at collection, a census run of each
+    swept test finds the reachable faults and one item per scenario follows the test's own item
+    (see docs/sweeps.md); at the end, the outcome table and its pictures."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.sweep_all = bool(config.getoption("gmem_sweep"))
+        self.depth = int(config.getoption("gmem_sweep_depth") or 1)
+        self.compare = self._revisions(config.getoption("gmem_compare"))
+        self.records: list[dict[str, Any]] = []
+        self.is_worker = hasattr(config, "workerinput")
+
+    @staticmethod
+    def _revisions(value: str | None) -> list[str] | None:
+        if not value:
+            return None
+        known = list(_known_revisions())
+        names = known if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+        try:
+            return [cfg.check_revision(n, "--gmem-compare", known) for n in names]
+        except cfg.ConfigError as exc:
+            raise pytest.UsageError(f"gmem: {exc}") from None
+
+    # --- collection ---------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pycollect_makeitem(self, collector: pytest.Collector, name: str, obj: object) -> Any:
+        result = yield
+        items = result if isinstance(result, list) else [result] if isinstance(result, pytest.Function) else None
+        if not items:
+            return result
+        out: list[Any] = []
+        for item in items:
+            out.append(item)
+            if isinstance(item, pytest.Function):
+                out.extend(self._expand(collector, item))
+        return out
+
+    def _spec(self, collector: pytest.Collector, item: pytest.Function) -> SweepSpec | None:
+        from .sweep import SweepError, SweepSpec, sweep_spec
+
+        mark = item.get_closest_marker("fault_sweep")
+        if mark is None:
+            if not (self.sweep_all and MODEL_FIXTURES.intersection(item.fixturenames)):
+                return None
+            return SweepSpec(depth=self.depth)
+        try:
+            return sweep_spec(mark.args, mark.kwargs, f"marker fault_sweep on {item.name}", self.depth)
+        except SweepError as exc:
+            raise collector.CollectError(f"gmem: {exc}") from None
+
+    def _expand(self, collector: pytest.Collector, item: pytest.Function) -> list[pytest.Function]:
+        from .sweep import OUTCOMES, PASSING, ROLLBACK, Scenario, plan
+
+        spec = self._spec(collector, item)
+        if spec is None:
+            return []
+        pinned = any("revision" in m.kwargs for m in item.iter_markers("gmem"))
+        revisions: list[str | None] = list(self.compare) if self.compare and not pinned else [None]
+        tolerated = frozenset(OUTCOMES) if self.compare else spec.expect | PASSING
+        out: list[pytest.Function] = []
+        for rev in revisions:
+            base = Scenario((), rev)
+            census = self._census(item, base, spec)
+            if not census.ok:
+                warnings.warn(pytest.PytestWarning(
+                    f"gmem: the census run of {item.nodeid}{f' under {rev}' if rev else ''} failed: "
+                    "no sweep items (run the test alone to see why)"), stacklevel=1)
+                continue
+            first = plan(spec, census.hits, base)
+            out.extend(self._item(item, s, tolerated) for s in first)
+            if spec.depth == 2:
+                for parent in first:
+                    rb = self._census(item, parent, spec).phase_hits.get(ROLLBACK, {})
+                    out.extend(self._item(item, s, tolerated) for s in plan(spec, rb, parent, ROLLBACK))
+        return out
+
+    def _flags(self, scenario: Scenario) -> str:
+        flags = ""
+        if scenario.revision:
+            flags += f" --gmem-compare={scenario.revision}"
+        if self.sweep_all:
+            flags += " --gmem-sweep"
+        if self.depth != 1:
+            flags += f" --gmem-sweep-depth={self.depth}"
+        return flags
+
+    def _clone(self, item: pytest.Function, extra_id: str | None = None) -> pytest.Function:
+        """A new item of the same test function; ``extra_id`` is appended to its parameter ids
+        (through the callspec: pytest >= 9.2 builds node ids from the callspec, not the name)."""
+        import _pytest.python as pyt
+
+        callspec = getattr(item, "callspec", None)
+        if extra_id is not None:
+            spec_cls = getattr(pyt, "CallSpec", None) or pyt.CallSpec2
+            base = callspec if callspec is not None else spec_cls()
+            callspec = dataclasses.replace(base, _idlist=(*base._idlist, extra_id))
+        name = f"{item.originalname}[{callspec.id}]" if callspec is not None else item.originalname
+        keywords = {callspec.id: True} if callspec is not None else {}
+        return pytest.Function.from_parent(
+            item.parent, name=name, callspec=callspec, fixtureinfo=item._fixtureinfo,
+            keywords=keywords, originalname=item.originalname,
+        )
+
+    def _item(self, item: pytest.Function, scenario: Scenario, tolerated: frozenset[str]) -> pytest.Function:
+        from .sweep import ItemState
+
+        new = self._clone(item, scenario.ident())
+        new.stash[SWEEP] = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid,
+                                     tolerated=tolerated, flags=self._flags(scenario))
+        return new
+
+    def _census(self, item: pytest.Function, scenario: Scenario, spec: SweepSpec) -> Census:
+        """Run the test once (fixtures, markers, checks) with the scenario's faults armed and
+        count the hits of its body; cached in the pytest cache."""
+        from _pytest.runner import runtestprotocol
+
+        from . import __version__
+        from .sweep import Census, ItemState, census_key, source_digest
+
+        settings = self.config.stash[SETTINGS]
+        cache = getattr(self.config, "cache", None)
+        try:
+            module_src = item.path.read_bytes()
+        except OSError:
+            module_src = b""
+        key = "gmem/census/" + census_key(
+            __version__, item.nodeid, scenario.ident(), scenario.revision or settings.revision, settings.seed,
+            [f.text for f in settings.faults], source_digest("pytest_gmem.model", "faults"),
+            hashlib.sha1(module_src).hexdigest(),
+        )
+        if cache is not None:
+            cached = cache.get(key, None)
+            if isinstance(cached, dict):
+                try:
+                    return Census.from_json(cached)
+                except (KeyError, TypeError, ValueError):
+                    pass
+        clone = self._clone(item)
+        state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid, census_mode=True)
+        clone.stash[SWEEP] = state
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        capturing = getattr(getattr(capman, "_global_capturing", None), "_state", None)
+        try:
+            reports = runtestprotocol(clone, log=False, nextitem=None)
+        finally:
+            if capturing in ("started", "resumed") and capman is not None:
+                capman.resume_global_capture()
+        census = state.census or Census(ok=False)
+        if not scenario.faults:
+            census.ok = census.ok and all(r.passed for r in reports)
+        if cache is not None and (census.ok or scenario.faults):
+            cache.set(key, census.to_json())
+        return census
+
+    # --- results ------------------------------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "gmem", None)
+        if report.when == "teardown" and isinstance(record, dict) and isinstance(record.get("sweep"), dict):
+            self.records.append(record)
+
+    def _command(self) -> str:
+        import shlex
+
+        return " ".join(["pytest", *(shlex.quote(a) for a in self.config.invocation_params.args)])
+
+    def pytest_sessionfinish(self) -> None:
+        path = self.config.stash[SETTINGS].report
+        if path and not self.is_worker and self.records:
+            from .compare import sweep_records, write_pictures
+
+            self.pictures = write_pictures(path, sweep_records(self.records), self._command())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not self.records:
+            return
+        from .compare import examples, sweep_records, table_lines
+
+        recs = sweep_records(self.records)
+        title = "gmem design comparison (fault sweep)" if self.compare else "gmem fault sweep"
+        terminalreporter.write_sep("=", title)
+        for line in table_lines(recs):
+            terminalreporter.write_line(line)
+        for line in examples(recs):
+            for i, part in enumerate(line.split("\n")):
+                terminalreporter.write_line(f"  e.g. {part}" if i == 0 else part)
+        for path in getattr(self, "pictures", ()):
+            terminalreporter.write_line(f"gmem: comparison picture written to {path}")
