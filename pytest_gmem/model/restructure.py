@@ -136,7 +136,19 @@ def split_folio_in_filemap(g: GuestMemfd, f: FolioRun, phase: str) -> None:
         return
     # rollback: remove the pieces added so far, merge, re-add the original folio
     if failed > orig:
-        remove_for_restructuring(g, orig, failed, block, 1, "rollback")
+        try:
+            remove_for_restructuring(g, orig, failed, block, 1, "rollback")
+        except ConvFailure as e:
+            # fixed: the bounded spin gave up inside a rollback, which cannot fail: WARN and
+            # leave the folio split, putting the pieces not yet re-added back as 4K folios
+            g.host.warn("kvm_gmem_split_folio_in_filemap",
+                        f"WARN_ON(undo of the split at {orig:#x}): {e.why}; the folio stays split")
+            cur = failed
+            while (lost := add_pieces(g, cur, f.end, block, "rollback")) is not None:
+                g.host.warn("kvm_gmem_split_folio_in_filemap",
+                            f"WARN_ON(__kvm_gmem_filemap_add_folio(piece, {lost:#x})): piece lost")
+                cur = lost + 1
+            raise _fail(ENOMEM, None, f"__kvm_gmem_filemap_add_folio failed for piece {failed:#x}") from None
     g.alloc.merge_folio(block, "rollback")
     _readd_original(g, f, phase)
     raise _fail(ENOMEM, None, f"__kvm_gmem_filemap_add_folio failed for piece {failed:#x}")

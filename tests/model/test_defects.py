@@ -211,3 +211,21 @@ def test_prealloc_single_fault_sweep_is_clean(to_shared: bool) -> None:
                 assert host.violations() == [], (name, kind, nth)
                 scenarios += 1
     assert scenarios >= 8
+
+
+def test_fixed_bounded_spin_inside_split_rollback_warns_and_keeps_the_folio_split() -> None:
+    """fixed: a speculative reference that outlives the bounded spin while undoing a split
+    cannot be reported (rollback cannot fail): WARN, and the folio stays split but complete."""
+    host, g = make("fixed")
+    with faults.inject("__kvm_gmem_filemap_add_folio", "ENOMEM", nth=3, when={"phase": "forward"}), \
+            faults.inject("filemap_remove_folio_for_restructuring", faults.speculative_refcount(hold=None),
+                          when={"phase": "rollback"}), pytest.raises(ConversionError) as e:
+        g.convert_shared(0, 4096)
+    assert e.value.errno == errno.ENOMEM
+    assert any(w.where == "kvm_gmem_split_folio_in_filemap" and "stays split" in w.message for w in host.warnings)
+    assert g.ranges() == [(0, g.size, "private")]
+    assert host.violations() == []
+    assert g.folios().__next__() == (0, 1, 1)  # split into 4K folios, none lost
+    g.convert_shared(0, 4096)
+    g.convert_private(0, 4096)  # and the huge page merges again once the arming ended
+    assert next(iter(g.folios())) == (0, 512, 512)
