@@ -102,7 +102,7 @@ def svg(records: Sequence[Mapping[str, Any]], title: str = "guest_memfd conversi
     """A self-contained SVG: a table of counts, and per row a bar split by outcome."""
     rs = rows(records)
     cols = COLUMNS
-    label_w, cell_w, bar_w, row_h, top = 150, 74, 260, 28, 64
+    label_w, cell_w, bar_w, row_h, top = 150, 86, 260, 28, 64
     width = label_w + cell_w * (len(cols) + 1) + bar_w + 30
     height = top + row_h * (len(rs) + 1) + 56
     e = html.escape
