@@ -21,7 +21,7 @@ from .guestmem_hugetlb import HugetlbAllocator
 from .host import user_op
 from .mmu import GuestMappings, level_for_order
 from .shareability import PRIVATE, SHARED, Shareability
-from .units import PAGE_SHIFT, PAGE_SIZE, PAGES_PER, fmt_bytes, parse_size
+from .units import PAGE_SHIFT, PAGE_SIZE, PAGES_PER, as_data, as_offset, fmt_bytes, parse_size
 
 if TYPE_CHECKING:
     from .mmap import HostMapping, Pin
@@ -126,13 +126,15 @@ class GuestMemfd:
     def convert_shared(self, offset: int, size: int | str, error_offset: int = 0) -> None:
         """``KVM_GMEM_CONVERT_SHARED``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
         self._need_fd("KVM_GMEM_CONVERT_SHARED")
-        conversion.ioctl_convert_range(self, offset, parse_size(size), True, error_offset)
+        conversion.ioctl_convert_range(self, as_offset(offset, "convert_shared offset"), parse_size(size),
+                                       True, as_offset(error_offset, "error_offset"))
 
     @user_op
     def convert_private(self, offset: int, size: int | str, error_offset: int = 0) -> None:
         """``KVM_GMEM_CONVERT_PRIVATE``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
         self._need_fd("KVM_GMEM_CONVERT_PRIVATE")
-        conversion.ioctl_convert_range(self, offset, parse_size(size), False, error_offset)
+        conversion.ioctl_convert_range(self, as_offset(offset, "convert_private offset"), parse_size(size),
+                                       False, as_offset(error_offset, "error_offset"))
 
     # --- fallocate ----------------------------------------------------------------------------
     @user_op
@@ -140,6 +142,8 @@ class GuestMemfd:
         """``kvm_gmem_fallocate``: EOPNOTSUPP without KEEP_SIZE or with other bits, EINVAL if
         misaligned; allocation past the size EINVAL; punching may fail with EAGAIN (pinned)."""
         self._need_fd("fallocate")
+        mode = as_offset(mode, "fallocate mode")
+        offset = as_offset(offset, "fallocate offset")
         length = parse_size(length, "length")
         self.host.begin_op(f"fallocate(mode={mode:#x}, {offset:#x}, {length:#x})")
         if not mode & uapi.FALLOC_FL_KEEP_SIZE:
@@ -175,14 +179,16 @@ class GuestMemfd:
     @user_op
     def guest_read(self, offset: int, length: int) -> bytes:
         """The guest reads its memory (faulting it in through ``kvm_gmem_get_pfn``)."""
-        self._guest_fault(offset, length, write=False)
+        self._guest_fault(as_offset(offset, "guest_read offset"), as_offset(length, "guest_read length"),
+                          write=False)
         return self.contents.read(offset, length)
 
     @user_op
     def guest_write(self, offset: int, data: bytes) -> None:
         """The guest writes its memory."""
-        self._guest_fault(offset, len(data), write=True)
-        self.contents.write(offset, bytes(data))
+        data = as_data(data, "guest_write data")
+        self._guest_fault(as_offset(offset, "guest_write offset"), len(data), write=True)
+        self.contents.write(offset, data)
 
     @user_op
     def guest_fill(self, offset: int, length: int, byte: int) -> None:

@@ -149,6 +149,8 @@ class Host:
 
     def hugetlb_stats(self, page_size: str = "2M") -> dict[str, int]:
         """``/sys/kernel/mm/hugepages/hugepages-*/{nr,free,resv}_hugepages``."""
+        if page_size not in ("2M", "1G"):
+            raise ValueError(f"hugetlb_stats: page size {page_size!r} is not one of '2M', '1G'")
         if page_size not in self.pools:
             return {"total": 0, "free": 0, "resv": 0}
         return self.pools[page_size].stats()

@@ -15,7 +15,7 @@ from .folio import Block
 from .host import user_op
 from .intervals import IntervalMap
 from .shareability import SHARED
-from .units import PAGE_SHIFT, PAGE_SIZE
+from .units import PAGE_SHIFT, PAGE_SIZE, as_data, as_offset
 
 if TYPE_CHECKING:
     from .guest_memfd import GuestMemfd
@@ -40,6 +40,8 @@ class HostMapping:
         of bytes that can be accessed before the first SIGBUS (raised by the caller after)."""
         if not self.live:
             raise ValueError("access through a mapping after munmap()")
+        as_offset(offset, f"{what} offset")
+        as_offset(length, f"{what} length")
         if offset < 0 or length < 0:
             raise ValueError(f"{what}: negative offset/length {offset}/{length}")
         g = self.gmem
@@ -77,9 +79,10 @@ class HostMapping:
     @user_op
     def write(self, offset: int, data: bytes) -> None:
         """Write through the mapping; bytes before a SIGBUS page are written, as in memset."""
+        data = as_data(data, "write data")
         ok = self._fault(offset, len(data), "write")
         if ok:
-            self.gmem.contents.write(offset, bytes(data[:ok]))
+            self.gmem.contents.write(offset, data[:ok])
         if ok < len(data):
             raise self._sigbus(offset + ok)
 

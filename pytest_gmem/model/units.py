@@ -42,3 +42,18 @@ def fmt_bytes(n: int) -> str:
         if n and n % size == 0:
             return f"{n // size}{unit}"
     return str(n)
+
+
+def as_offset(value: object, what: str) -> int:
+    """An offset argument of a public operation: an int (bytes). TypeError naming the bad value
+    and the argument otherwise (negative values are left to the kernel's own checks)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    return value
+
+
+def as_data(value: object, what: str) -> bytes:
+    """Bytes to write: bytes, bytearray or memoryview; TypeError naming the value otherwise."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be bytes, got {type(value).__name__} {value!r:.40}")
+    return bytes(value)
