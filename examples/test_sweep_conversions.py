@@ -58,8 +58,12 @@ def test_sweep_split_on_convert_shared(private_data):
     assert g.guest_read(0, 12) == b"private data"
 
 
+# Depth 2 arms a second fault in the rollback phase. The default revision ("fixed") only WARNs
+# when its rollback fails and may leave the shareability and the folios out of step: the
+# review's objection, which "prealloc" answers. Those outcomes are expected here (xfail with the
+# outcome as the reason); anything else (a KernelBug, a failed assertion) still fails.
 @pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
-@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH, depth=2)
+@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH, depth=2, expect=("warn", "invariant"))
 def test_sweep_convert_two_huge_pages_to_shared(private_data):
     g = private_data
 
