@@ -121,7 +121,7 @@ class Host:
         self._op_faults: list[str] = []
 
     # --- VMs ----------------------------------------------------------------------------------
-    def create_vm(self, vm_type: str = "sw_protected", **options: Any) -> VM:
+    def create_vm(self, vm_type: str | int = "sw_protected", **options: Any) -> VM:
         """``KVM_CREATE_VM``: ``vm_type`` "sw_protected" or "tdx" (``tdx_fatal_policy``)."""
         from .vm import make_vm
 

@@ -96,15 +96,21 @@ class VM:
 VM_TYPES["sw_protected"] = VM
 
 
-def make_vm(host: Host, vm_type: str, **options: Any) -> VM:
+#: ``KVM_CREATE_VM`` type numbers (``uapi.KVM_X86_*_VM``) accepted for the names
+VM_TYPE_NUMBERS = {1: "sw_protected", 5: "tdx"}
+
+
+def make_vm(host: Host, vm_type: str | int, **options: Any) -> VM:
+    """``KVM_CREATE_VM``: by name ("sw_protected", "tdx") or by the uapi type number."""
+    if isinstance(vm_type, int) and not isinstance(vm_type, bool) and vm_type in VM_TYPE_NUMBERS:
+        vm_type = VM_TYPE_NUMBERS[vm_type]
     if vm_type == "tdx" and "tdx" not in VM_TYPES:
         import importlib
 
         importlib.import_module(f"{__package__}.tdx")  # registers itself
-    try:
-        cls = VM_TYPES[vm_type]
-    except KeyError:
+    cls = VM_TYPES.get(vm_type) if isinstance(vm_type, str) else None
+    if cls is None:
         raise ValueError(
             f"unknown vm_type {vm_type!r}; choose one of {', '.join(sorted(VM_TYPES | {'tdx': VM}))}"
-        ) from None
+        )
     return cls(host, **options)
