@@ -167,7 +167,8 @@ def suggest(word: str, candidates: Iterable[str]) -> str:
 MARKER_HELP = {
     "gmem": (
         "gmem(size='4M', page_size='2M', mmap=True, init_private=False, vm_type='sw_protected', "
-        "revision=None, hugetlb=None, check=True): how the gmem_host, gmem_vm and gmem fixtures "
+        "tdx_fatal_policy=None, revision=None, hugetlb=None, check=True): how the gmem_host, gmem_vm "
+        "and gmem fixtures "
         "are built; revision=None means --gmem-revision (default 'fixed'); hugetlb=None means "
         "{'2M': 64, '1G': 4}, grown to fit the file; check=False skips the after-test "
         "host.check() and WARN check. Nearest marker wins, per argument."
@@ -213,6 +214,7 @@ def _sig_gmem(
     mmap: bool = True,
     init_private: bool = False,
     vm_type: str = "sw_protected",
+    tdx_fatal_policy: str | None = None,
     revision: str | None = None,
     hugetlb: Mapping[str, int] | None = None,
     check: bool = True,
@@ -287,10 +289,18 @@ class GmemParams:
     mmap: bool = True
     init_private: bool = False
     vm_type: str = "sw_protected"
+    tdx_fatal_policy: str | None = None
     revision: str | None = None
     revision_source: str = "default"
     hugetlb: Mapping[str, int] | None = None
     check: bool = True
+
+    def vm_options(self, vm_type: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of ``host.create_vm`` for this test (``vm_type`` overrides)."""
+        options: dict[str, Any] = {"vm_type": vm_type or self.vm_type}
+        if options["vm_type"] == "tdx" and self.tdx_fatal_policy is not None:
+            options["tdx_fatal_policy"] = self.tdx_fatal_policy
+        return options
 
     def pools(self) -> dict[str, int]:
         """HugeTLB pools for the host: the marker's ``hugetlb``, else :data:`DEFAULT_POOLS`
@@ -304,6 +314,8 @@ class GmemParams:
         return pools
 
 
+#: ``host.create_vm(vm_type="tdx", tdx_fatal_policy=...)`` values.
+TDX_FATAL_POLICIES = ("bug-vm", "leak")
 #: HugeTLB pools of a host when the ``gmem`` marker gives none.
 DEFAULT_POOLS = {"2M": 64, "1G": 4}
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -348,6 +360,12 @@ def gmem_params(
             f"{where}: invalid vm_type {vm_type!r}; expected one of {', '.join(VM_TYPES)}"
             + suggest(str(vm_type), VM_TYPES)
         )
+    policy = values.get("tdx_fatal_policy")
+    if policy is not None and (vm_type != "tdx" or policy not in TDX_FATAL_POLICIES):
+        raise ConfigError(
+            f"{where}: invalid tdx_fatal_policy {policy!r}; expected one of "
+            f"{', '.join(TDX_FATAL_POLICIES)} with vm_type='tdx'" + suggest(str(policy), TDX_FATAL_POLICIES)
+        )
     for flag in ("mmap", "init_private", "check"):
         if flag in values and not isinstance(values[flag], bool):
             raise ConfigError(f"{where}: {flag} must be True or False, got {values[flag]!r}")
@@ -366,6 +384,7 @@ def gmem_params(
         mmap=values.get("mmap", True),
         init_private=values.get("init_private", False),
         vm_type=vm_type,
+        tdx_fatal_policy=policy,
         revision=revision,
         revision_source=where if revision is not None else "default",
         hugetlb=hugetlb,

@@ -359,7 +359,7 @@ def gmem_host(request: pytest.FixtureRequest) -> Any:
 @pytest.fixture
 def gmem_vm(gmem_host: Any, request: pytest.FixtureRequest) -> Any:
     """A VM on ``gmem_host``, of the ``gmem`` marker's ``vm_type`` (default sw_protected)."""
-    return gmem_host.create_vm(vm_type=_params(request).vm_type)
+    return gmem_host.create_vm(**_params(request).vm_options())
 
 
 @pytest.fixture

@@ -227,7 +227,7 @@ class GmemFactory:
     def vm(self, host: Any = None, vm_type: str | None = None) -> Any:
         if host is None:
             host = self.host()
-        return host.create_vm(vm_type=vm_type or self.params.vm_type)
+        return host.create_vm(**self.params.vm_options(vm_type))
 
     def __call__(
         self,

@@ -174,3 +174,28 @@ def test_tdx_unmap_failure_marker(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*unexpected kernel WARN*", "*KVM_BUG_ON*[[]fault tdh_mem_page_remove:tdx_error#1[]]*"]
     )
+
+
+def test_gmem_marker_tdx_fatal_policy(pytester: pytest.Pytester) -> None:
+    """``gmem(vm_type="tdx", tdx_fatal_policy=...)`` reaches ``host.create_vm``; a bad value
+    errors at setup naming the marker and the close match."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gmem(vm_type="tdx", tdx_fatal_policy="leak")
+        def test_leak(gmem_vm):
+            assert gmem_vm.fatal_policy == "leak"
+
+        @pytest.mark.gmem(vm_type="tdx")
+        def test_default(gmem_vm):
+            assert gmem_vm.fatal_policy == "bug-vm"
+
+        @pytest.mark.gmem(vm_type="tdx", tdx_fatal_policy="leek")
+        def test_bad(gmem_vm):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*invalid tdx_fatal_policy 'leek'*(did you mean 'leak'?)*"])
