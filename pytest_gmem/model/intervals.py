@@ -59,22 +59,16 @@ class IntervalMap(Generic[V]):
                 e, v = d[s]
                 yield s, e, v
             return
-        stop = end if end is not None else float("inf")
-        pos = max(d.bisect_right(start) - 1, 0)
-        keys = d.keys()
-        snapshot = []
-        n = len(keys)
-        while pos < n:
-            s = keys[pos]
-            if s >= stop:
-                break
-            e, v = d[s]
-            if e > start:
-                snapshot.append((s, e, v))
-            pos += 1
+        pos = d.bisect_right(start) - 1
+        first = d.keys()[pos] if pos >= 0 else start
+        # a snapshot: callers may change the map while they walk what they got
+        keys = d.irange(first, end, inclusive=(True, False)) if end is not None else d.irange(first)
+        snapshot = [(s, *d[s]) for s in keys]
         for s, e, v in snapshot:
+            if e <= start:
+                continue
             if clip:
-                yield max(s, start), int(min(e, stop)), v
+                yield max(s, start), e if end is None else min(e, end), v
             else:
                 yield s, e, v
 
