@@ -14,7 +14,7 @@ passed its ``when`` filter):
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -273,7 +273,3 @@ def _item_ctx(ctx: Mapping[str, Any], i: int) -> Mapping[str, Any]:
         d["index"] = ctx["index"] + i
         return d
     return ctx
-
-
-def iter_items(offsets: range | list[int]) -> Iterator[int]:
-    return iter(offsets)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faults
+from faults.errors import suggest
 
 # --- option names, environment variables, ini keys, help texts --------------------------------
 #: (command line, environment variable, ini key) per setting.
@@ -155,11 +156,6 @@ def seed_for(session_seed: int, nodeid: str) -> int:
     import zlib
 
     return (session_seed + zlib.crc32(nodeid.encode())) % (1 << 32)
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --- markers ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ references injected by faults (speculative ones dropped after ``hold`` spins).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -56,12 +57,29 @@ class Block:
         """References pins hold on the folios in ``[start, end)`` (one per pin per folio)."""
         return sum(max(0, min(e, end) - max(s, start)) for s, e, _ in self.pins)
 
-    def extra_refs_at(self, folio_start: int, folio_nr: int) -> int:
-        """Extra references on the one folio ``[folio_start, +folio_nr)``."""
+    def extra_refs_at(self, folio_start: int, folio_nr: int, transient: bool = True) -> int:
+        """Extra references on the one folio ``[folio_start, +folio_nr)`` (pins, and the
+        transient ones unless ``transient=False``)."""
         end = folio_start + folio_nr
         n = sum(1 for s, e, _ in self.pins if s < end and e > folio_start)
-        n += sum(t.refs for t in self.transient if folio_start <= t.index < end)
+        if transient:
+            n += sum(t.refs for t in self.transient if folio_start <= t.index < end)
         return n
+
+    def ref_runs(self, start: int, end: int, folio_nr: int,
+                 transient: bool = True) -> Iterator[tuple[int, int, int]]:
+        """The folios of ``[start, end)`` cut where their refcount changes:
+        ``(run_start, run_end, refcount)``; grows with pins, not with pages."""
+        bounds = [(s, e) for s, e, _ in self.pins]
+        if transient:
+            bounds += [(t.index, t.index + folio_nr) for t in self.transient]
+        cuts = {start, end}
+        for s, e in bounds:
+            for p in (s, e):
+                if start < p < end:
+                    cuts.add(p - (p - start) % folio_nr)
+        for a, b in itertools.pairwise(sorted(cuts)):
+            yield a, b, folio_nr + self.extra_refs_at(a, folio_nr, transient)
 
     def first_extra(self, start: int, end: int, folio_nr: int) -> int | None:
         """First folio start in ``[start, end)`` (folios of ``folio_nr`` pages) holding extra

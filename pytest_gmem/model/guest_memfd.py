@@ -82,13 +82,7 @@ class GuestMemfd:
             if self.nr_pages % PAGES_PER[name]:
                 raise oserror(EINVAL, f"guestmem_hugetlb_setup: size {fmt_bytes(nbytes)} is not a "
                                       f"multiple of the {name} huge page size")
-            pool = self.host.pools.get(name)
-            if pool is None:
-                from .hugetlb import HugePool
-
-                pool = self.host.pools[name] = HugePool(name, PAGES_PER[name], 0, 0)
-                self.host._baseline[name] = pool.stats()
-            self.alloc = HugetlbAllocator(self.host, pool, self.nr_pages)
+            self.alloc = HugetlbAllocator(self.host, self.host.pool(name), self.nr_pages)
         else:
             self.alloc = PageAllocator(self.host)
         self.supports_shared = bool(flags & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED)
@@ -262,13 +256,9 @@ class GuestMemfd:
         """The filemap: ``(offset, nr_pages, refcount)`` per folio, in offset order."""
         for run in self.filemap.all_runs():
             n = run.folio_nr
-            idx = run.start
-            while idx < run.end:
-                nxt = _next_change(run.block, idx, run.end, n)
-                refs = n + run.block.extra_refs_at(idx, n)
-                for i in range(idx, nxt, n):
+            for a, b, refs in run.block.ref_runs(run.start, run.end, n):
+                for i in range(a, b, n):
                     yield (i << PAGE_SHIFT, n, refs)
-                idx = nxt
 
     def snapshot(self) -> Snapshot:
         """The file's own state as a value (see snapshot.py)."""
@@ -303,22 +293,3 @@ class GuestMemfd:
     def __repr__(self) -> str:
         state = "open" if self.fd_open else ("alive" if self.alive else "released")
         return f"GuestMemfd(size={fmt_bytes(self.size)}, page_size={self.page_size}, flags={self.flags:#x}, {state})"
-
-
-def _next_change(block: object, idx: int, end: int, n: int) -> int:
-    """Next folio boundary in ``[idx, end)`` where the extra-reference count may change."""
-    from .folio import Block
-
-    assert isinstance(block, Block)
-    points = [end]
-    for s, e, _ in block.pins:
-        for p in (s, e):
-            if idx < p < end:
-                points.append(p)
-    for t in block.transient:
-        for p in (t.index, t.index + n):
-            if idx < p < end:
-                points.append(p)
-    nxt = min(points)
-    nxt = max(idx + n, nxt - (nxt - idx) % n)
-    return min(nxt, end)

@@ -86,9 +86,6 @@ class IntervalMap(Generic[V]):
         """Number of indices in ``[start, end)`` that have a value."""
         return sum(e - s for s, e, _ in self.items(start, end))
 
-    def any_value(self, start: int, end: int, pred: Callable[[V], bool]) -> bool:
-        return any(pred(v) for _, _, v in self.items(start, end))
-
     # --- updates ----------------------------------------------------------------------------
     def _cut(self, at: int) -> None:
         """Make ``at`` an interval boundary if it falls inside an interval."""

@@ -99,9 +99,10 @@ def check_host(host: Host) -> list[str]:
             out.append(f"[4 hugetlb] {name}: free {pool.free} + in use {len(live)} != pool size {pool.total}")
         if pool.free < 0 or pool.resv < 0 or pool.resv > pool.free:
             out.append(f"[4 hugetlb] {name}: counters out of range (free {pool.free}, resv {pool.resv})")
-        if not host.files and not host.pending_work() and not live and pool.stats() != host._baseline[name]:
+        baseline = host.baseline_stats()[name]
+        if not host.files and not host.pending_work() and not live and pool.stats() != baseline:
             out.append(f"[4 hugetlb] {name}: all files closed but counters {pool.stats()} != "
-                       f"starting values {host._baseline[name]}")
+                       f"starting values {baseline}")
     # 5. nothing lost: every huge page in use is reachable (filemap, pin) or waiting to merge
     for b in sorted(host.live_blocks, key=lambda b: b.id):
         owner = b.owner

@@ -33,9 +33,6 @@ class GuestMappings:
         m = self.map.get(index)
         return None if m is None else m.level
 
-    def is_mapped(self, index: int) -> bool:
-        return self.map.find(index) is not None
-
     def install(self, start: int, end: int, level: str, private: bool) -> None:
         """Map ``[start, end)``; a huge level must cover exactly one aligned huge range."""
         if level == "4K":

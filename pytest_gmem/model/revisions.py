@@ -55,10 +55,9 @@ def get_revision(name: str, source: str = "revision") -> Revision:
     try:
         return REVISIONS[name]
     except KeyError:
-        import difflib
+        from faults.errors import suggest
 
-        close = difflib.get_close_matches(str(name), REVISIONS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = suggest(str(name), REVISIONS)
         raise ValueError(
             f"unknown kernel revision {name!r} from {source}; choose one of "
             f"{', '.join(REVISIONS)}{hint}"

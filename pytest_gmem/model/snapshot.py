@@ -6,7 +6,6 @@ transient references injected by a fault (they end when the arming ends).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -88,13 +87,6 @@ def _folio_runs(g: GuestMemfd) -> list[tuple[int, int, int, int]]:
     out: list[tuple[int, int, int, int]] = []
     for run in g.filemap.all_runs():
         n = run.folio_nr
-        cuts = {run.start, run.end}
-        for s, e, _ in run.block.pins:
-            for p in (s, e):
-                if run.start < p < run.end:
-                    cuts.add(p - (p - run.start) % n)
-        pts = sorted(cuts)
-        for a, b in itertools.pairwise(pts):
-            refs = n + sum(1 for s, e, _ in run.block.pins if s < a + n and e > a)
+        for a, b, refs in run.block.ref_runs(run.start, run.end, n, transient=False):
             out.append((a << PAGE_SHIFT, (b - a) // n, n, refs))
     return out
