@@ -38,6 +38,10 @@ class Allocator(Protocol):
 
     def split_folio(self, block: Block, phase: str) -> None: ...
 
+    def prepare_split(self, block: Block, phase: str) -> None: ...
+
+    def cancel_split(self, block: Block) -> None: ...
+
     def merge_folio(self, block: Block, phase: str) -> None: ...
 
     def free_pages(self, block: Block, count: int) -> None: ...
@@ -71,6 +75,14 @@ class PageAllocator:
 
     def split_folio(self, block: Block, phase: str) -> None:
         """Order-0 folios are never split (no custom allocator); cannot fail."""
+        return None
+
+    def prepare_split(self, block: Block, phase: str) -> None:
+        """Nothing to prepare for order-0 folios; cannot fail."""
+        return None
+
+    def cancel_split(self, block: Block) -> None:
+        """Nothing was prepared."""
         return None
 
     def merge_folio(self, block: Block, phase: str) -> None:

@@ -68,6 +68,12 @@ class HugetlbAllocator:
         """Mirrors ``guestmem_hugetlb_split_folio``; raises OSError(ENOMEM) with nothing changed."""
         if block.split:
             return
+        self.prepare_split(block, phase)
+        block.split = True
+
+    def prepare_split(self, block: Block, phase: str) -> None:
+        """The fallible half of the split: stash the metadata, restore the vmemmap (ENOMEM,
+        nothing changed). The prealloc revision calls it before its point of no return."""
         ctx = {"phase": phase, "index": block.base, "folio_order": block.nr.bit_length() - 1}
         if (f := P_STASH.hit(**ctx)) is not None:
             self.host.note_fault(f)
@@ -81,7 +87,12 @@ class HugetlbAllocator:
                 raise oserror(ENOMEM, "hugetlb_vmemmap_restore_folio: no memory for struct pages")
             self.host.charge_pages(need)
             block.hvo = False
-        block.split = True
+
+    def cancel_split(self, block: Block) -> None:
+        """Undo :meth:`prepare_split` (free the stash, give the vmemmap memory back)."""
+        if not block.split and not block.hvo:
+            self.host.uncharge_pages(vmemmap_pages(block.nr))
+            block.hvo = True
 
     def merge_folio(self, block: Block, phase: str) -> None:
         """Mirrors ``guestmem_hugetlb_merge_folio`` (void: cannot fail; HVO failure is silent)."""

@@ -16,7 +16,6 @@ import faults
 from .errors import EAGAIN, ENOMEM, ConvFailure, KernelBug
 from .filemap import FolioRun
 from .folio import Block, Transient
-from .guestmem_hugetlb import P_STASH, P_VMEMMAP_RESTORE, vmemmap_pages
 from .revisions import KERNEL_BUG_SPIN_LIMIT, SPIN_RETRY_LIMIT, UNDERFLOW_STEP_LIMIT
 from .shareability import SHARED
 from .units import U64_MASK
@@ -291,7 +290,7 @@ class Plan:
 
     splits: list[FolioRun] = field(default_factory=list)
     merges: list[FolioRun] = field(default_factory=list)
-    charged: int = 0  # vmemmap pages reserved for the splits
+    prepared: list[Block] = field(default_factory=list)  # stash and vmemmap taken for the splits
 
 
 def prepare_restructure(g: GuestMemfd, work: list[Work], to_shared: bool) -> Plan:
@@ -316,18 +315,11 @@ def prepare_restructure(g: GuestMemfd, work: list[Work], to_shared: bool) -> Pla
             ctx = {"index": h, "phase": "prepare", "folio_order": n.bit_length() - 1}
             if to_shared and f.folio_nr > 1:
                 _prepare_freeze(g, f.block, f.start, f.end, f.folio_nr, req_start)
-                if (x := P_STASH.hit(**ctx)) is not None:
-                    g.host.note_fault(x)
-                    raise _fail(ENOMEM, None, "guestmem_hugetlb_stash_metadata: kzalloc failed")
-                if f.block.hvo:
-                    need = vmemmap_pages(n)
-                    x = P_VMEMMAP_RESTORE.hit(**ctx)
-                    if x is not None or g.host.pages_available(need) < need:
-                        if x is not None:
-                            g.host.note_fault(x)
-                        raise _fail(ENOMEM, None, "hugetlb_vmemmap_restore_folio: no memory")
-                    g.host.charge_pages(need)
-                    plan.charged += need
+                try:
+                    g.alloc.prepare_split(f.block, "prepare")
+                except OSError as e:
+                    raise _fail(e.errno or ENOMEM, None, str(e)) from None
+                plan.prepared.append(f.block)
                 if (x := P_FILEMAP_ADD.hit(**ctx)) is not None:
                     g.host.note_fault(x)
                     raise _fail(ENOMEM, None, "__kvm_gmem_filemap_add_folio: xarray preallocation failed")
@@ -341,7 +333,8 @@ def prepare_restructure(g: GuestMemfd, work: list[Work], to_shared: bool) -> Pla
                     raise _fail(ENOMEM, None, "__kvm_gmem_filemap_add_folio: xarray preallocation failed")
                 plan.merges.append(FolioRun(h, h + n, f.block, 1))
     except Exception:
-        g.host.uncharge_pages(plan.charged)
+        for block in plan.prepared:
+            g.alloc.cancel_split(block)
         raise
     return plan
 
@@ -374,8 +367,7 @@ def apply_restructure(g: GuestMemfd, plan: Plan) -> None:
     """After the point of no return: perform the prepared splits and merges (cannot fail)."""
     for f in plan.splits:
         g.filemap.remove(f.start, f.end)
-        f.block.split = True
-        f.block.hvo = False
+        f.block.split = True  # its stash and vmemmap were taken by prepare_split
         g.filemap.add(f.start, f.end, f.block, 1)
     for f in plan.merges:
         g.filemap.remove(f.start, f.end)

@@ -12,7 +12,6 @@ from .conversion import has_safe_refcount
 from .errors import EAGAIN, EINVAL, ENOMEM, ConvFailure, oserror
 from .filemap import FolioRun
 from .folio import Block
-from .guestmem_hugetlb import P_STASH, P_VMEMMAP_RESTORE, vmemmap_pages
 from .shareability import SHARED
 from .units import PAGE_SHIFT
 
@@ -48,7 +47,11 @@ def get_folio(g: GuestMemfd, index: int) -> FolioRun:
     base = block.base
     needs_split = g.share.has_any(base, base + n, SHARED)
     if needs_split and g.host.revision.prealloc:
-        _prepare_alloc_split(g, block)
+        try:  # prealloc: the split's stash and vmemmap before the folio is visible
+            g.alloc.prepare_split(block, "prepare")
+        except OSError:
+            g.alloc.free_pages(block, n)
+            raise
     if not restructure.add_folio(g, base, base + n, block, n, "alloc"):
         g.alloc.free_pages(block, n)
         raise oserror(ENOMEM, f"__kvm_gmem_filemap_add_folio failed at index {base:#x}")
@@ -56,7 +59,7 @@ def get_folio(g: GuestMemfd, index: int) -> FolioRun:
     if needs_split:
         if g.host.revision.prealloc:
             g.filemap.remove(base, base + n)
-            block.split = True
+            block.split = True  # prepared above
             g.filemap.add(base, base + n, block, 1)
         else:
             try:
@@ -71,22 +74,6 @@ def get_folio(g: GuestMemfd, index: int) -> FolioRun:
     found = g.filemap.lookup(index)
     assert found is not None
     return found
-
-
-def _prepare_alloc_split(g: GuestMemfd, block: Block) -> None:
-    """prealloc: take the split's stash and vmemmap memory before the folio is visible."""
-    ctx = {"index": block.base, "phase": "prepare", "folio_order": block.nr.bit_length() - 1}
-    fired = P_STASH.hit(**ctx)
-    need = vmemmap_pages(block.nr)
-    if fired is None:
-        fired = P_VMEMMAP_RESTORE.hit(**ctx)
-    if fired is not None or g.host.pages_available(need) < need:
-        if fired is not None:
-            g.host.note_fault(fired)
-        g.alloc.free_pages(block, block.nr)
-        raise oserror(ENOMEM, f"guestmem_hugetlb_split_folio: no memory to split at {block.base:#x}")
-    g.host.charge_pages(need)
-    block.hvo = False
 
 
 def allocate(g: GuestMemfd, offset: int, length: int) -> None:
