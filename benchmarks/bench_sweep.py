@@ -1,6 +1,6 @@
 """Cost of a fault sweep: scenarios per second, pytest-free and through pytest.
 
-    python benchmarks/bench_sweep.py [--revision fixed] [--skip-pytest]
+    python benchmarks/bench_sweep.py [--revision fixed] [--skip-pytest] [--repeats 3] [--table]
 
 Reference workload: a private 4M file of 2M HugeTLB folios with data in both huge pages
 (setup, not swept), then ``convert_shared(0, "4M")`` (the operation swept: every ENOMEM point
@@ -10,14 +10,24 @@ splits). Prints:
 1. pytest-free, through ``pytest_gmem.sweep.run_sweep`` on one core: scenarios per second when
    every scenario rebuilds the state with ``setup()`` (from scratch) and when it resumes from a
    ``copy.deepcopy`` of the state built once (snapshot-and-resume);
-2. the same sweep as a ``fault_sweep`` test through pytest: wall time with ``-n 0`` and ``-n 2``
-   and the speed-up.
+2. the same sweep as a ``fault_sweep`` test through pytest: medians of the wall times with
+   ``-n 0`` and ``-n 2`` (runs interleaved) and the speed-up;
+3. the ceiling: the same number of pytest items that only spin for as long as a sweep item's
+   share of the ``-n 0`` run (no gmem at all), with ``-n 0`` and ``-n 2``: the speed-up
+   pytest-xdist itself gives items of that size on this machine, and the share of it the sweep
+   gets. ``--table`` adds xdist's own speed-up for 200 spinning items of 5 to 50 ms.
+
+On a 2-CPU machine ``-n 2`` runs three busy processes (the controller and two workers) on two
+CPUs, every item costs a worker and the controller about 2 ms of messaging, and the workers
+start ~1.5 s later than a ``-n 0`` run starts testing: see docs/sweeps.md, "Parallel sweeps".
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,35 +87,98 @@ def test_sweep(data):
 '''
 
 
-def through_pytest(revision: str) -> None:
+BUSY_FILE = """
+import os, time
+
+import pytest
+
+N = int(os.environ["BUSY_N"])
+SECONDS = float(os.environ["BUSY_MS"]) / 1000
+
+
+@pytest.mark.parametrize("i", range(N))
+def test_busy(i):
+    end = time.perf_counter() + SECONDS
+    while time.perf_counter() < end:
+        pass
+"""
+
+
+def run_pytest(path: str, n: str, cwd: str, extra: dict[str, str] | None = None,
+               *args: str) -> tuple[float, float, str]:
+    """(wall seconds, pytest's own "in X s", summary line) of one pytest run in a subprocess."""
+    cmd = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+           "-p", "no:hypothesispytest", "-p", "no:benchmark", "-n", n, *args]
+    # bytecode on (as .ci/run does); hypothesis's and pytest-benchmark's plugins off: they cost
+    # the same in both runs and say nothing about sweeps
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra or {})
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False, env=env)
+    wall = time.perf_counter() - t
+    last = proc.stdout.strip().splitlines()[-1].strip("= ") if proc.stdout.strip() else proc.stderr[-300:]
+    if proc.returncode != 0:
+        raise SystemExit(f"pytest -n {n} failed ({proc.returncode}): {last}\n{proc.stdout[-2000:]}")
+    m = re.search(r" in ([0-9.]+)s", last)
+    return wall, float(m.group(1)) if m else wall, last
+
+
+def speedup(path: str, cwd: str, repeats: int, extra: dict[str, str] | None = None,
+            *args: str) -> tuple[float, float, float, str]:
+    """Median walls of -n 0 and -n 2 (runs interleaved), pytest's median "in X s" of -n 0, and
+    the last -n 0 summary line."""
+    walls: dict[str, list[float]] = {"0": [], "2": []}
+    inner: list[float] = []
+    last = ""
+    for _ in range(repeats):
+        for n in ("0", "2"):
+            wall, own, line = run_pytest(path, n, cwd, extra, *args)
+            walls[n].append(wall)
+            if n == "0":
+                inner.append(own)
+                last = line
+    return statistics.median(walls["0"]), statistics.median(walls["2"]), statistics.median(inner), last
+
+
+def through_pytest(revision: str, repeats: int, table: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "test_bench_sweep.py")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(textwrap.dedent(TEST_FILE.format(revision=revision)))
-        times = {}
-        for n in ("0", "2"):
-            cmd = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                   "-n", n, "--gmem-seed=1"]
-            t = time.perf_counter()
-            # bytecode on (as .ci/run does), hypothesis's plugin off: its summary imports
-            # hypothesis (~1s) in both runs, which says nothing about sweeps
-            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-            proc = subprocess.run([*cmd, "-p", "no:hypothesispytest"], capture_output=True, text=True, cwd=tmp,
-                                  check=False, env=env)
-            times[n] = time.perf_counter() - t
-            last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
-            print(f"pytest -n {n}: {times[n]:.2f}s wall ({last.strip('= ')})")
-        print(f"speed-up of -n 2 over -n 0: {times['0'] / times['2']:.2f}x (on {os.cpu_count()} CPUs)")
+        busy = os.path.join(tmp, "test_busy.py")
+        with open(busy, "w", encoding="utf-8") as fh:
+            fh.write(BUSY_FILE)
+        t0, t2, inner0, last = speedup(path, tmp, repeats, None, "--gmem-seed=1")
+        items = int(re.search(r"(\d+) passed", last).group(1))  # type: ignore[union-attr]
+        print(f"through pytest, {items} sweep items ({last}), medians of {repeats} interleaved runs:")
+        print(f"  -n 0: {t0:.2f}s wall   -n 2: {t2:.2f}s wall   speed-up {t0 / t2:.2f}x (goal 1.7x; "
+              f"{os.cpu_count()} CPUs)")
+        # The ceiling: the same number of items doing nothing but spin for as long as a sweep
+        # item's share of the -n 0 run beyond an empty pytest item: what any plugin could get.
+        _w, empty, _l = run_pytest(busy, "0", tmp, {"BUSY_N": str(items), "BUSY_MS": "0"}, "-p", "no:gmem")
+        spin_ms = max(0.0, (inner0 - empty) / items * 1000)
+        b0, b2, _i, _l = speedup(busy, tmp, repeats, {"BUSY_N": str(items), "BUSY_MS": f"{spin_ms:.3f}"},
+                                 "-p", "no:gmem")
+        print(f"  ceiling on this machine: {items} pytest items spinning {spin_ms:.2f} ms each, no gmem: "
+              f"-n 0 {b0:.2f}s, -n 2 {b2:.2f}s, speed-up {b0 / b2:.2f}x")
+        print(f"  the sweep gets {t0 / t2 / (b0 / b2):.0%} of the speed-up xdist itself allows for items this size")
+        if table:
+            print("  xdist's own speed-up by item size (200 spinning items, no gmem):")
+            for ms in (5, 10, 25, 50):
+                b0, b2, _i, _l = speedup(busy, tmp, 1, {"BUSY_N": "200", "BUSY_MS": str(ms)}, "-p", "no:gmem")
+                print(f"    {ms:3d} ms per item: -n 0 {b0:6.2f}s  -n 2 {b2:6.2f}s  {b0 / b2:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--revision", default="fixed")
     parser.add_argument("--skip-pytest", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved -n 0 / -n 2 runs (medians)")
+    parser.add_argument("--table", action="store_true", help="also xdist's own speed-up by item size")
     args = parser.parse_args()
     pytest_free(args.revision)
     if not args.skip_pytest:
-        through_pytest(args.revision)
+        through_pytest(args.revision, args.repeats, args.table)
 
 
 if __name__ == "__main__":
