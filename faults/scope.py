@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import random
+import threading
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +24,11 @@ from .kinds import Callback, Kind, Off, as_kind
 from .points import FaultPoint, match_points
 
 TRACE_LIMIT = 100_000
+
+#: Serialises the slow path's decisions and bookkeeping (hit counts, policies' state, census,
+#: trace) and arming / disarming, so threads sharing an arming (the root scope's) never corrupt
+#: it. Reentrant: a ``when`` callable may hit another point. The idle fast path never takes it.
+_LOCK = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -108,19 +114,21 @@ class Scope:
             base = self.seed if self.seed is not None else random.randrange(1 << 32)
             seed = zlib.crc32(f"{base}:{pattern}:{self._serial}".encode())
         arming = Arming(pattern, usable, policy, when, random.Random(seed), seed, self, source)
-        for p in usable:
-            self.by_point.setdefault(p.name, []).append(arming)
-        self.history.append(arming)
+        with _LOCK:
+            for p in usable:
+                self.by_point.setdefault(p.name, []).append(arming)
+            self.history.append(arming)
         _points._adjust_active(1)
         return arming
 
     def _remove(self, arming: Arming) -> None:
-        for name in arming.points:
-            lst = self.by_point.get(name)
-            if lst and arming in lst:
-                lst.remove(arming)
-                if not lst:
-                    del self.by_point[name]
+        with _LOCK:
+            for name in arming.points:
+                lst = self.by_point.get(name)
+                if lst and arming in lst:
+                    lst.remove(arming)
+                    if not lst:
+                        del self.by_point[name]
         _points._adjust_active(-1)
 
     def armings(self) -> list[Arming]:
@@ -217,22 +225,23 @@ def inject_chain(point: str, terms: list[Term], *, when: When = None, seed: int 
 # --- the slow path of FaultPoint.hit ---------------------------------------------------------
 def slow_hit(point: FaultPoint, count: int, ctx: dict[str, Any]) -> Fired | None:
     sc = _CURRENT.get()
-    armings: list[Arming] = []
-    for s in sc.chain():
-        lst = s.by_point.get(point.name)
-        if lst:
-            armings.extend(lst)
-    fired = _decide(point, armings, count, ctx) if armings else None
-    for s in sc.chain():
-        if s.record:
-            base = s.census[point.name] + 1
-            done = count if fired is None else fired.offset + 1
-            s.census[point.name] += done
-            if len(s.trace) == TRACE_LIMIT:
-                s.trace_dropped += 1
-            s.trace.append(TraceEvent(point.name, base, done, dict(ctx),
-                                      fired.kind.label() if fired else None,
-                                      fired.offset if fired else None))
+    with _LOCK:
+        armings: list[Arming] = []
+        for s in sc.chain():
+            lst = s.by_point.get(point.name)
+            if lst:
+                armings.extend(lst)
+        fired = _decide(point, armings, count, ctx) if armings else None
+        for s in sc.chain():
+            if s.record:
+                base = s.census[point.name] + 1
+                done = count if fired is None else fired.offset + 1
+                s.census[point.name] += done
+                if len(s.trace) == TRACE_LIMIT:
+                    s.trace_dropped += 1
+                s.trace.append(TraceEvent(point.name, base, done, dict(ctx),
+                                          fired.kind.label() if fired else None,
+                                          fired.offset if fired else None))
     if fired is not None:
         for s in sc.chain():
             s.fired.append(fired)
