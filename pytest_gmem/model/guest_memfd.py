@@ -2,8 +2,12 @@
 release; conversions live in ``conversion.py``, split/merge in ``restructure.py``, allocation
 and truncation in ``truncate.py``, host mappings in ``mmap.py``).
 
-The object is both the file (fd) and its inode: the inode stays alive while the fd is open or
-any host mapping or pin exists, as in Linux.
+The object is both the file and its inode. As in Linux, every host mapping holds a reference
+on the file (``vma->vm_file``), so ``close(fd)`` releases nothing while a mapping exists: the
+guest keeps its memory and its memslot binding. The last reference going runs
+``kvm_gmem_release`` (guest mappings zapped, binding gone) and then evicts the inode. Long-term
+pins hold folios, not the file: a pinned page outlives the inode and returns to the allocator
+when it is unpinned.
 """
 
 from __future__ import annotations
@@ -94,7 +98,8 @@ class GuestMemfd:
         self.mappings: list[HostMapping] = []
         self.pins: list[Pin] = []
         self.fd_open = True
-        self.alive = True
+        self.released = False  # kvm_gmem_release ran: the file's last reference is gone
+        self.alive = True  # the inode exists (not yet evicted)
         self.host.files.append(self)
 
     # --- helpers --------------------------------------------------------------------------
@@ -133,13 +138,17 @@ class GuestMemfd:
     # --- fallocate ----------------------------------------------------------------------------
     @user_op
     def fallocate(self, mode: int, offset: int, length: int | str) -> None:
-        """``kvm_gmem_fallocate``: EOPNOTSUPP without KEEP_SIZE or with other bits, EINVAL if
+        """Mirrors ``vfs_fallocate`` (EINVAL for offset < 0 or length <= 0) then
+        ``kvm_gmem_fallocate``: EOPNOTSUPP without KEEP_SIZE or with other bits, EINVAL if
         misaligned; allocation past the size EINVAL; punching may fail with EAGAIN (pinned)."""
         self._need_fd("fallocate")
         mode = as_offset(mode, "fallocate mode")
         offset = as_offset(offset, "fallocate offset")
         length = parse_size(length, "length")
         self.host.begin_op(f"fallocate(mode={mode:#x}, {offset:#x}, {length:#x})")
+        if offset < 0 or length <= 0:
+            raise oserror(EINVAL, f"vfs_fallocate: offset {offset:#x} / length {length:#x}: "
+                                  "offset must be >= 0 and length > 0")
         if not mode & uapi.FALLOC_FL_KEEP_SIZE:
             raise oserror(EOPNOTSUPP, "kvm_gmem_fallocate: mode needs FALLOC_FL_KEEP_SIZE")
         if mode & ~(uapi.FALLOC_FL_KEEP_SIZE | uapi.FALLOC_FL_PUNCH_HOLE):
@@ -195,8 +204,8 @@ class GuestMemfd:
         """The guest accepts private pages (TDX ``TDG.MEM.PAGE.ACCEPT``): needed on a TDX VM
         before touching a page that became private again; a no-op on other VM types."""
         self.vm.check_alive(offset)
-        if not self.alive or not self.fd_open:
-            raise GuestFault(EFAULT, offset, "the guest_memfd was closed (no binding)")
+        if self.released:
+            raise GuestFault(EFAULT, offset, "the guest_memfd was released (no binding)")
         if length <= 0:
             return
         if offset < 0 or offset + length > self.size or offset % PAGE_SIZE or length % PAGE_SIZE:
@@ -208,8 +217,8 @@ class GuestMemfd:
     def _guest_fault(self, offset: int, length: int, write: bool) -> None:
         """``kvm_gmem_get_pfn`` + the MMU's choice of mapping level for each page touched."""
         self.vm.check_alive(offset)
-        if not self.alive or not self.fd_open:
-            raise GuestFault(EFAULT, offset, "the guest_memfd was closed (no binding)")
+        if self.released:
+            raise GuestFault(EFAULT, offset, "the guest_memfd was released (no binding)")
         if length <= 0:
             return
         if offset < 0 or offset + length > self.size:
@@ -269,19 +278,23 @@ class GuestMemfd:
     # --- lifetime -------------------------------------------------------------------------------
     @user_op
     def close(self) -> None:
-        """Release the fd (``kvm_gmem_release``): guest mappings are zapped; the inode and its
-        memory go when no host mapping or pin is left."""
+        """``close(2)`` on the fd: drops the fd's reference on the file. ``kvm_gmem_release``
+        runs only when no host mapping holds the file any more (see :meth:`maybe_release`)."""
         if not self.fd_open:
             return
         self.host.begin_op("close(guest_memfd)")
         self.fd_open = False
-        self.vm.zap_all(self, 0, self.nr_pages)
-        self.maybe_evict()
+        self.maybe_release()
 
-    def maybe_evict(self) -> None:
-        """Mirrors the last ``iput``: evict the inode once no fd, mapping or pin holds it."""
-        if self.alive and not self.fd_open and not self.mappings and not self.pins:
-            truncate.evict_inode(self)
+    def maybe_release(self) -> None:
+        """The last ``fput``: once neither the fd nor a mapping holds the file, mirrors
+        ``kvm_gmem_release`` (zap every guest mapping, unbind the memslots) and then the
+        ``iput`` that evicts the inode. Pins hold folios, not the file. Cannot fail."""
+        if self.released or self.fd_open or self.mappings:
+            return
+        self.released = True
+        self.vm.zap_all(self, 0, self.nr_pages)
+        truncate.evict_inode(self)
 
     def close_everything(self) -> None:
         for m in list(self.mappings):
@@ -291,5 +304,5 @@ class GuestMemfd:
         self.close()
 
     def __repr__(self) -> str:
-        state = "open" if self.fd_open else ("alive" if self.alive else "released")
+        state = "open" if self.fd_open else ("mapped, fd closed" if not self.released else "released")
         return f"GuestMemfd(size={fmt_bytes(self.size)}, page_size={self.page_size}, flags={self.flags:#x}, {state})"

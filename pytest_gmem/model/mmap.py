@@ -112,7 +112,8 @@ class HostMapping:
         return Pin(self.gmem, offset >> PAGE_SHIFT, (offset + length + PAGE_SIZE - 1) >> PAGE_SHIFT)
 
     def munmap(self) -> None:
-        """``munmap(2)``; the file lives on while any other mapping, pin or the fd does."""
+        """``munmap(2)``: drops the mapping's reference on the file, which is released once no
+        other mapping and no fd holds it (pins do not)."""
         if not self.live:
             return
         self.live = False
@@ -120,7 +121,7 @@ class HostMapping:
         g = self.gmem
         if self in g.mappings:
             g.mappings.remove(self)
-        g.maybe_evict()
+        g.maybe_release()
 
     def __repr__(self) -> str:
         return f"HostMapping({self.gmem!r}, {len(self.ptes)} PTE ranges{'' if self.live else ', unmapped'})"
@@ -166,7 +167,7 @@ class Pin:
                 owner.alloc.free_pages(block, free)  # type: ignore[attr-defined]
         if self in g.pins:
             g.pins.remove(self)
-        g.maybe_evict()
+        g.maybe_release()
 
     def __repr__(self) -> str:
         return f"Pin([{self.start << PAGE_SHIFT:#x}, {self.end << PAGE_SHIFT:#x}){'' if self.live else ', released'})"

@@ -176,7 +176,7 @@ class TdxVM(VM):
         if self.dead:
             self._reclaim(g, start, end)
             return
-        if g.fd_open:  # punch hole: re-faulted private pages come back PENDING
+        if not g.released:  # punch hole: re-faulted private pages come back PENDING
             for s, e, v in g.share.ranges(start, min(end, g.nr_pages)):
                 if v == PRIVATE:
                     self.pending(g).assign(s, e, True)
