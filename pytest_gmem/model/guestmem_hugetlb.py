@@ -133,5 +133,6 @@ class HugetlbAllocator:
         self.host.live_blocks.discard(block)
 
     def teardown(self) -> None:
-        """Mirrors ``guestmem_hugetlb_teardown``: the subpool gives back unused reservations."""
+        """Mirrors ``guestmem_hugetlb_teardown``: ``hugepage_put_subpool``; the subpool (and the
+        reservations it holds) lives on until its last page in use comes back."""
         self.spool.release()

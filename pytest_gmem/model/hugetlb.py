@@ -52,7 +52,12 @@ class HugePool:
 
 
 class Subpool:
-    """``struct hugepage_subpool`` with ``max_hpages == min_hpages`` (guest_memfd's use)."""
+    """``struct hugepage_subpool`` with ``max_hpages == min_hpages`` (guest_memfd's use).
+
+    ``count`` is the number of handles (the inode's); the subpool and the reservations it still
+    holds are given back only once it is free: no handle and no page in use
+    (``subpool_is_free`` / ``unlock_or_release_subpool``). A page still in use when the inode
+    goes (pinned, or held by the TDX module) keeps the subpool and its reservations alive."""
 
     def __init__(self, pool: HugePool, hpages: int) -> None:
         self.pool = pool
@@ -60,6 +65,7 @@ class Subpool:
         self.min_hpages = hpages
         self.used_hpages = 0
         self.rsv_hpages = 0
+        self.count = 1
         self.alive = True
 
     @classmethod
@@ -88,16 +94,28 @@ class Subpool:
         self.pool.free -= 1
 
     def put_page(self) -> None:
-        """``free_huge_folio`` -> ``hugepage_subpool_put_pages``: the page goes back to the
-        pool and, while the subpool lives, its reservation is restored."""
+        """Mirrors ``free_huge_folio`` -> ``hugepage_subpool_put_pages(spool, 1)``: the page goes
+        back to the pool; below the minimum its reservation is restored (``restore_reserve``);
+        then ``unlock_or_release_subpool``. Cannot fail."""
         self.pool.free += 1
         self.used_hpages -= 1
-        if self.alive and self.rsv_hpages + self.used_hpages < self.min_hpages:
-            self.rsv_hpages += 1
-            self.pool.resv += 1
+        if self.used_hpages < self.min_hpages:
+            restore = self.rsv_hpages + 1 <= self.min_hpages
+            self.rsv_hpages = min(self.rsv_hpages + 1, self.min_hpages)
+            if restore:
+                self.pool.resv += 1
+        self._release_if_free()
 
     def release(self) -> None:
-        """``hugepage_put_subpool`` at inode teardown: unused reservations are given back."""
-        self.pool.resv -= self.rsv_hpages
-        self.rsv_hpages = 0
-        self.alive = False
+        """Mirrors ``hugepage_put_subpool`` at inode teardown: drop the inode's handle; the
+        reservations go back only if no page is in use any more. Cannot fail."""
+        self.count -= 1
+        self._release_if_free()
+
+    def _release_if_free(self) -> None:
+        """Mirrors ``unlock_or_release_subpool``: once ``subpool_is_free`` (no handle, no page
+        in use), ``hugetlb_acct_memory(h, -min_hpages)`` and the subpool is freed."""
+        if self.alive and self.count == 0 and self.used_hpages == 0:
+            self.pool.hugetlb_acct_memory(-self.min_hpages)
+            self.rsv_hpages = 0
+            self.alive = False
