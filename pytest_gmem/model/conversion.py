@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 P_COMPUTE_WORK = faults.declare(
     "kvm_gmem_convert_compute_work", {"ENOMEM"},
     """kzalloc of a struct conversion_work in add_to_work_list(), one per sub-range whose
-    shareability differs from the target; nothing has changed yet when it fails.""",
+    shareability differs from the target; nothing has changed yet when it fails (rfc-v2
+    swallows the failure and converts the sub-ranges computed before it).""",
 )
 P_SAFE_REFCOUNT = faults.declare(
     "kvm_gmem_has_safe_refcount", {"speculative_refcount", "extra_refcount"},
@@ -82,10 +83,14 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
 
 def compute_work(g: GuestMemfd, start: int, nr: int, target: str) -> list[Work]:
     """Mirrors ``kvm_gmem_convert_compute_work``: one item per sub-range not already in
-    ``target``; ENOMEM (error_index unset) when an item's kzalloc fails."""
+    ``target``; ENOMEM (error_index unset) when an item's kzalloc fails. rfc-v2 (defect 5): the
+    loop's own ``int ret`` shadows the returned one, so the failure is swallowed and the items
+    allocated before it are returned as the whole work (the ioctl then reports success)."""
     items = [Work(s, e - s) for s, e, v in g.share.ranges(start, start + nr) if v != target]
     if items and (f := P_COMPUTE_WORK.hit_many(len(items), index=start, phase="forward")) is not None:
         g.host.note_fault(f)
+        if g.host.revision.compute_work_ret_shadowed:
+            return items[:f.offset]
         raise ConvFailure(ENOMEM, None, "kvm_gmem_convert_compute_work: kzalloc failed")
     return items
 

@@ -19,18 +19,24 @@ class Revision:
     error_offset_on_enomem: bool
     #: v8 style: every check and allocation before the point of no return
     prealloc: bool
+    #: defect 5: ``kvm_gmem_convert_compute_work``'s loop declares its own ``int ret``, so a
+    #: failed ``add_to_work_list`` kzalloc breaks out and the function returns 0: the ioctl
+    #: converts the items computed so far and reports success
+    compute_work_ret_shadowed: bool = False
 
 
 REVISIONS: dict[str, Revision] = {
     "rfc-v2": Revision(
         "rfc-v2",
-        "RFC v2 as posted (May 2025), its four known defects included",
+        "RFC v2 as posted (May 2025), its known defects included",
         rollback_underflow=True, unbounded_spin=True, error_offset_on_enomem=False, prealloc=False,
+        compute_work_ret_shadowed=True,
     ),
     "fixed": Revision(
         "fixed",
         "rfc-v2 with the review's fixes: no underflow, bounded spinning reporting EAGAIN, "
-        "error_offset = start on ENOMEM; rollback failures still only WARN",
+        "error_offset = start on ENOMEM, compute_work's ENOMEM returned; rollback failures still "
+        "only WARN",
         rollback_underflow=False, unbounded_spin=False, error_offset_on_enomem=True, prealloc=False,
     ),
     "prealloc": Revision(

@@ -128,8 +128,9 @@ def punch_hole(g: GuestMemfd, offset: int, length: int) -> None:
 
 
 def truncate_inode_range(g: GuestMemfd, lstart: int, lend: int, exiting: bool = False) -> None:
-    """Mirrors ``kvm_gmem_truncate_inode_range``: zero the partial huge pages at both ends,
-    truncate the whole ones."""
+    """Mirrors ``kvm_gmem_truncate_inode_range``: zero the partial huge page at the head,
+    truncate the whole ones, zero the partial one at the tail, then return the truncation's
+    error (EAGAIN: the tail is zeroed even when a whole page could not be truncated)."""
     n = g.nr_pages_in_folio
     start = lstart >> PAGE_SHIFT
     end = min(lend, g.size) >> PAGE_SHIFT
@@ -137,10 +138,16 @@ def truncate_inode_range(g: GuestMemfd, lstart: int, lend: int, exiting: bool = 
     full_end = end - end % n
     if start < full_start:
         zero_range(g, start, min(full_start, end))
+    error: OSError | None = None
     if full_end > full_start:
-        truncate_inode_aligned_pages(g, full_start, full_end - full_start, exiting)
+        try:
+            truncate_inode_aligned_pages(g, full_start, full_end - full_start, exiting)
+        except OSError as exc:  # ret = kvm_gmem_truncate_inode_aligned_pages(...)
+            error = exc
     if end > full_end and end > full_start:
         zero_range(g, max(full_end, start), end)
+    if error is not None:
+        raise error
 
 
 def zero_range(g: GuestMemfd, start: int, end: int) -> None:

@@ -1,5 +1,6 @@
-"""The four known defects of RFC v2 (MODEL.md "Known defects"): each reproduces under
-``rfc-v2`` and is absent under ``fixed`` and ``prealloc``; plus the prealloc guarantee that no
+"""The known defects of RFC v2 (MODEL.md "Known defects", plus defect 5 found reading the
+posted 04/51 patch): each reproduces under ``rfc-v2`` and is absent under ``fixed`` and
+``prealloc``; plus the prealloc guarantee that no
 single failure leaves a WARN or a half-done conversion."""
 
 from __future__ import annotations
@@ -146,8 +147,7 @@ def test_short_speculative_reference_is_waited_for(revision: str) -> None:
 
 
 # --- defect 4: error_offset uninitialised on ENOMEM ------------------------------------------------
-@pytest.mark.parametrize("point", ["kvm_gmem_convert_compute_work", "kvm_gmem_shareability_store",
-                                   "hugetlb_vmemmap_restore_folio"])
+@pytest.mark.parametrize("point", ["kvm_gmem_shareability_store", "hugetlb_vmemmap_restore_folio"])
 def test_error_offset_uninitialised_on_enomem_under_rfc_v2(point: str) -> None:
     _, g = make("rfc-v2")
     with faults.inject(point, "ENOMEM"), pytest.raises(ConversionError) as e:
@@ -166,6 +166,39 @@ def test_error_offset_is_request_start_on_enomem(revision: str, point: str) -> N
         g.convert_shared(MB2 + 8192, 4096)
     assert e.value.errno == errno.ENOMEM and e.value.error_offset == MB2 + 8192
     assert e.value.error_offset_valid
+
+
+# --- defect 5: compute_work's ENOMEM swallowed (shadowed ``int ret``) ------------------------------
+def _two_shared_pages(revision: str) -> GuestMemfd:
+    """Pages 1 and 3 shared, so converting [0, 16K) to private computes two work items."""
+    _, g = make(revision)
+    g.convert_shared(4096, 4096)
+    g.convert_shared(3 * 4096, 4096)
+    return g
+
+
+@pytest.mark.parametrize("nth", [1, 2])
+def test_compute_work_enomem_is_swallowed_under_rfc_v2(nth: int) -> None:
+    g = _two_shared_pages("rfc-v2")
+    with faults.inject("kvm_gmem_convert_compute_work", "ENOMEM", nth=nth) as a:
+        g.convert_private(0, 4 * 4096)  # reports success
+    assert a.fired == 1
+    # the items allocated before the failure were converted, the rest silently were not
+    assert g.shareability(4096) == ("shared" if nth == 1 else "private")
+    assert g.shareability(3 * 4096) == "shared"
+    assert g.host.warnings == []
+
+
+@pytest.mark.parametrize("revision", ["fixed", "prealloc"])
+@pytest.mark.parametrize("nth", [1, 2])
+def test_compute_work_enomem_is_returned(revision: str, nth: int) -> None:
+    g = _two_shared_pages(revision)
+    before = g.snapshot()
+    with faults.inject("kvm_gmem_convert_compute_work", "ENOMEM", nth=nth), \
+            pytest.raises(ConversionError) as e:
+        g.convert_private(0, 4 * 4096)
+    assert e.value.errno == errno.ENOMEM and e.value.error_offset == 0
+    assert g.snapshot() == before
 
 
 # --- prealloc: no single failure leaves a WARN or a half-done conversion -----------------------------

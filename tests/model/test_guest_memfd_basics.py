@@ -467,3 +467,34 @@ def test_partial_punch_zeroes_only_the_range(page_size: str, revision: str, init
     assert gmem.guest_read(3 * PAGE_SIZE, 8) == bytes([0x43]) * 8
     assert gmem.ranges() == [(0, unit, "private" if init_private else "shared")]
     close_all(host, gmem)
+
+
+def test_fallocate_vfs_checks_come_first(page_size: str) -> None:
+    """``vfs_fallocate`` rejects offset < 0 and length <= 0 with EINVAL before the file's
+    fallocate sees the mode (so even mode 0 gives EINVAL there, not EOPNOTSUPP)."""
+    host = new_host()
+    gmem = create(host, UNIT_BYTES[page_size], gmem_flags(page_size, init_private=False))
+    for mode, offset, length in ((FALLOC_FL_KEEP_SIZE, 0, 0), (FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, 0, 0),
+                                 (0, 0, 0), (0, -4096, 4096), (FALLOC_FL_KEEP_SIZE, -4096, 4096)):
+        with pytest.raises(OSError) as e:
+            gmem.fallocate(mode, offset, length)
+        assert e.value.errno == errno.EINVAL, (mode, offset, length)
+
+
+@pytest.mark.parametrize("page_size", ["2M"])
+def test_punch_hole_zeroes_the_tail_even_after_eagain(page_size: str) -> None:
+    """``kvm_gmem_truncate_inode_range`` keeps the aligned truncation's error and still zeroes
+    the partial huge page at the tail before returning it."""
+    host = new_host()
+    unit = UNIT_BYTES[page_size]
+    gmem = create(host, 3 * unit, gmem_flags(page_size, init_private=False))
+    m = gmem.mmap()
+    m.fill(0, 3 * unit, 0x41)
+    pin = m.pin(unit + 5 * 4096, 4096)  # the middle (whole) huge page cannot be truncated
+    with pytest.raises(OSError) as e:
+        gmem.punch_hole(unit // 2, 2 * unit)  # head [unit/2, unit), whole [unit, 2unit), tail [2unit, 2.5unit)
+    assert e.value.errno == errno.EAGAIN
+    assert m.read(unit // 2, 1) == b"\0" and m.read(2 * unit, 1) == b"\0"
+    assert m.read(unit + 5 * 4096, 1) == b"A"
+    pin.unpin()
+
