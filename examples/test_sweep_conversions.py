@@ -54,7 +54,11 @@ def expect_clean_or_done(gmem, op, check_done):
 @pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH)
 def test_sweep_split_on_convert_shared(private_data):
     g = private_data
-    expect_clean_or_done(g, lambda: g.convert_shared(0, "4K"), lambda: g.shareability(0) == "shared")
+    def done():
+        assert g.shareability(0) == "shared"
+        assert g.shareability(4 << 10) == "private"
+
+    expect_clean_or_done(g, lambda: g.convert_shared(0, "4K"), done)
     assert g.guest_read(0, 12) == b"private data"
 
 
