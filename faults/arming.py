@@ -248,14 +248,17 @@ class Arming:
         if when is None:
             return range(count)
         if isinstance(when, Mapping):
-            if "index" in when and count > 1 and isinstance(ctx.get("index"), int):
+            index = ctx.get("index")
+            if "index" in when and count > 1 and isinstance(index, int) and not isinstance(index, bool):
                 rest = all(ctx.get(k) == v for k, v in when.items() if k != "index")
                 want = when["index"]
-                off = want - ctx["index"] if isinstance(want, int) else -1
+                if isinstance(want, float) and want.is_integer():
+                    want = int(want)  # index=5.0 matches item 5, as == does for a single hit
+                off = want - index if isinstance(want, int) else -1
                 return [off] if rest and 0 <= off < count else []
-            ok = all(_item_ctx(ctx, 0).get(k) == v for k, v in when.items())
+            ok = all(item_context(ctx, 0).get(k) == v for k, v in when.items())
             return range(count) if ok else []
-        return [i for i in range(count) if when(_item_ctx(ctx, i))]
+        return [i for i in range(count) if when(item_context(ctx, i))]
 
     def describe(self) -> str:
         text = f"{self.pattern}: {self.policy.describe()}"
@@ -267,9 +270,12 @@ class Arming:
         return f"<Arming {self.describe()} hits={self.hits} fired={self.fired}>"
 
 
-def _item_ctx(ctx: Mapping[str, Any], i: int) -> Mapping[str, Any]:
-    if i and "index" in ctx:
+def item_context(ctx: Mapping[str, Any], i: int) -> Mapping[str, Any]:
+    """The context of item ``i`` of a batch: an integer ``index`` is shifted by ``i``; any other
+    ``index`` (None, a string) is the same for every item."""
+    index = ctx.get("index")
+    if i and isinstance(index, int) and not isinstance(index, bool):
         d = dict(ctx)
-        d["index"] = ctx["index"] + i
+        d["index"] = index + i
         return d
     return ctx

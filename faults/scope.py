@@ -14,11 +14,11 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import points as _points
-from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When
+from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When, item_context
 from .errors import FaultError, KindNotAllowed
 from .kinds import Callback, Kind, Off, as_kind
 from .points import FaultPoint, match_points
@@ -224,32 +224,61 @@ def inject_chain(point: str, terms: list[Term], *, when: When = None, seed: int 
 
 # --- the slow path of FaultPoint.hit ---------------------------------------------------------
 def slow_hit(point: FaultPoint, count: int, ctx: dict[str, Any]) -> Fired | None:
+    """Decide, record and announce a call of ``point`` covering ``count`` items.
+
+    A callback that fires and applies nothing leaves the call going: the items up to it are
+    recorded as one segment and the rest of the batch is decided again, so ``hit_many(n)``
+    behaves as ``n`` calls of ``hit``. The census and trace are written before the callback runs
+    (a callback that raises still leaves its hit on record)."""
     sc = _CURRENT.get()
-    with _LOCK:
-        armings: list[Arming] = []
-        for s in sc.chain():
-            lst = s.by_point.get(point.name)
-            if lst:
-                armings.extend(lst)
-        fired = _decide(point, armings, count, ctx) if armings else None
-        for s in sc.chain():
-            if s.record:
-                base = s.census[point.name] + 1
-                done = count if fired is None else fired.offset + 1
-                s.census[point.name] += done
-                if len(s.trace) == TRACE_LIMIT:
-                    s.trace_dropped += 1
-                s.trace.append(TraceEvent(point.name, base, done, dict(ctx),
-                                          fired.kind.label() if fired else None,
-                                          fired.offset if fired else None))
-    if fired is not None:
-        for s in sc.chain():
-            s.fired.append(fired)
-            for fn in s.listeners:
-                fn(fired)
-    if fired is not None and isinstance(fired.kind, Callback):
-        return None  # the callback ran (and chose no other kind): nothing for the caller to apply
-    return fired
+    chain = list(sc.chain())
+    start = 0
+    while True:
+        seg = ctx if not start else dict(item_context(ctx, start))
+        with _LOCK:
+            armings: list[Arming] = []
+            for s in reversed(chain):  # outermost scope first: the earliest arming wins a tie
+                lst = s.by_point.get(point.name)
+                if lst:
+                    armings.extend(lst)
+            fired = _decide(point, armings, count - start, seg) if armings else None
+            done = count - start if fired is None else fired.offset + 1
+            for s in chain:
+                if s.record:
+                    base = s.census[point.name] + 1
+                    s.census[point.name] += done
+                    if len(s.trace) == TRACE_LIMIT:
+                        s.trace_dropped += 1
+                    s.trace.append(TraceEvent(point.name, base, done, dict(seg),
+                                              fired.kind.label() if fired else None,
+                                              fired.offset if fired else None))
+        if fired is None:
+            return None
+        if start:
+            fired = replace(fired, offset=start + fired.offset)
+        kind = fired.kind
+        if isinstance(kind, Callback):
+            try:
+                result = kind.fn(fired.context)
+            except BaseException:
+                _announce(chain, fired)
+                raise
+            if result is None:  # the callback had its effect; the rest of the batch goes on
+                _announce(chain, fired)
+                start = fired.offset + 1
+                if start >= count:
+                    return None
+                continue
+            fired = replace(fired, kind=result)  # the callback chose the kind to apply
+        _announce(chain, fired)
+        return fired
+
+
+def _announce(chain: list[Scope], fired: Fired) -> None:
+    for s in chain:
+        s.fired.append(fired)
+        for fn in s.listeners:
+            fn(fired)
 
 
 def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str, Any]) -> Fired | None:
@@ -297,15 +326,9 @@ def _count_below(offs: range | list[int], stop: int) -> int:
 
 
 def _fire(point: FaultPoint, arming: Arming, kind: Kind, offset: int, ctx: dict[str, Any]) -> Fired:
+    """The Fired for item ``offset`` of the call (a callback kind has not run yet)."""
     arming.fired += 1
-    item = dict(ctx)
-    if offset and "index" in item:
-        item["index"] += offset
-    if isinstance(kind, Callback):
-        result = kind.fn(item)
-        if result is not None:
-            kind = result  # the callback chose the kind to apply
-    return Fired(point.name, kind, arming.hits, offset, item, arming)
+    return Fired(point.name, kind, arming.hits, offset, dict(item_context(ctx, offset)), arming)
 
 
 _points._SLOW = slow_hit

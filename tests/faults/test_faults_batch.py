@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import faults
 
@@ -133,3 +135,111 @@ def test_zero_or_negative_count_is_no_hit(sc: faults.Scope) -> None:
         assert P.hit_many(0) is None
         assert P.hit_many(-3) is None
         assert a.hits == 0
+
+
+def test_non_integer_index_is_not_shifted_inside_a_batch(sc: faults.Scope) -> None:
+    for index in (None, "a"):
+        with faults.inject("t_faults_batch_p", "ENOMEM", nth=2):
+            f = P.hit_many(3, index=index, phase="x")
+            assert f is not None and f.offset == 1 and f.context == {"index": index, "phase": "x"}
+
+
+@pytest.mark.parametrize("want", [5.0, 1e3])
+def test_integral_float_index_filter_matches_in_batches_as_in_single_hits(sc: faults.Scope, want: float) -> None:
+    with faults.inject("t_faults_batch_p", "ENOMEM", when={"index": want}):
+        f = P.hit_many(2000, index=0)
+        assert f is not None and f.offset == int(want)
+    with faults.inject("t_faults_batch_p", "ENOMEM", when={"index": want}):
+        assert next(i for i in range(2000) if P.hit(index=i) is not None) == int(want)
+    with faults.inject("t_faults_batch_p", "ENOMEM", when={"index": 5.5}):
+        assert P.hit_many(10, index=0) is None
+
+
+def test_a_callback_that_applies_nothing_does_not_end_the_batch(sc: faults.Scope) -> None:
+    seen: list[int] = []
+
+    def spy(ctx: Mapping[str, Any]) -> None:
+        seen.append(ctx["index"])
+
+    faults.inject("t_faults_batch_p", faults.callback(spy), times=3)
+    e = faults.inject("t_faults_batch_p", "ENOMEM", nth=4)
+    f = P.hit_many(6, index=10)
+    assert f is not None and (f.offset, f.context["index"], f.arming, f.nth) == (3, 13, e, 4)
+    assert seen == [10, 11, 12]
+    assert sc.census["t_faults_batch_p"] == 4
+    assert [(t.nth, t.count, t.context["index"], t.fired_offset) for t in sc.trace] == [
+        (1, 1, 10, 0), (2, 1, 11, 0), (3, 1, 12, 0), (4, 1, 13, 0)]
+    sc.close()
+
+
+# --- hit_many(n) behaves exactly as n calls of hit() -------------------------------------------
+ArmingPlan = tuple[str, object, object, int]
+
+
+@st.composite
+def arming_plans(draw: st.DrawFn) -> ArmingPlan:
+    kind = draw(st.sampled_from(["ENOMEM", "spy", "pick"]))  # spy: callback -> None; pick -> EIO
+    when: object = draw(st.one_of(st.none(), st.builds(lambda k: {"index": k}, st.integers(0, 12)),
+                                  st.sampled_from([{"phase": "a"}, ("mod", 2), ("mod", 3)])))
+    if draw(st.booleans()):
+        terms = draw(st.lists(st.tuples(st.sampled_from(["off", kind]), st.sampled_from([None, 1, 2, 3]),
+                                        st.sampled_from([None, None, 0.5])), min_size=1, max_size=3))
+        return ("chain", terms, when, draw(st.integers(0, 999)))
+    rule = {"nth": draw(st.sampled_from([None, 1, 2, 3])), "times": draw(st.sampled_from([1, 2, None])),
+            "every": draw(st.sampled_from([None, 1, 2, 3])), "skip": draw(st.sampled_from([0, 1, 2])),
+            "probability": draw(st.sampled_from([None, None, 0.5])), "kind": kind}
+    return ("rule", rule, when, draw(st.integers(0, 999)))
+
+
+def _run_plans(plans: list[ArmingPlan], calls: list[tuple[int, int, str]], batch: bool) -> list[object]:
+    seen: list[tuple[str, int]] = []
+
+    def make(name: str) -> faults.Kind:
+        if name == "spy":
+            return faults.callback(lambda ctx: seen.append(("spy", ctx["index"])))
+        if name == "pick":
+            return faults.callback(lambda ctx: seen.append(("pick", ctx["index"])) or faults.errno_kind("EIO"))
+        return faults.make_kind(name)
+
+    def when_of(w: object) -> Any:
+        if isinstance(w, tuple):
+            m = w[1]
+            return lambda ctx: ctx["index"] % m == 0
+        return w
+
+    out: list[object] = []
+    with faults.scope(inherit=False, record=True) as sc:
+        armings = []
+        for plan in plans:
+            if plan[0] == "chain":
+                terms = [faults.Term(make(k), c, p) for k, c, p in plan[1]]  # type: ignore[attr-defined]
+                armings.append(faults.inject_chain("t_faults_batch_r", terms, when=when_of(plan[2]), seed=plan[3]))
+            else:
+                rule = dict(plan[1])  # type: ignore[call-overload]
+                kind = make(rule.pop("kind"))
+                armings.append(faults.inject("t_faults_batch_r", kind, when=when_of(plan[2]), seed=plan[3], **rule))
+        for n, start, phase in calls:
+            res: tuple[int, str, int, int] | None = None
+            if batch:
+                f = R.hit_many(n, index=start, phase=phase)
+                if f is not None:
+                    res = (f.offset, f.kind.name, f.nth, armings.index(f.arming))
+            else:
+                for i in range(n):
+                    f = R.hit(index=start + i, phase=phase)
+                    if f is not None:
+                        res = (i, f.kind.name, f.nth, armings.index(f.arming))
+                        break
+            out.append((res, [(a.hits, a.fired) for a in armings], sc.census["t_faults_batch_r"]))
+        out.append(([f.label() for f in sc.fired], list(seen)))
+    return out
+
+
+R = faults.declare("t_faults_batch_r", {"ENOMEM", "EIO"}, "batch-versus-single property test")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(arming_plans(), min_size=1, max_size=3),
+       st.lists(st.tuples(st.integers(1, 7), st.integers(0, 9), st.sampled_from(["a", "b"])), min_size=1, max_size=7))
+def test_hit_many_is_n_single_hits(plans: list[ArmingPlan], calls: list[tuple[int, int, str]]) -> None:
+    assert _run_plans(plans, calls, batch=True) == _run_plans(plans, calls, batch=False)

@@ -161,6 +161,19 @@ def test_the_earlier_arming_wins_a_shared_hit_and_both_count_it(sc: faults.Scope
         assert (first.hits, second.hits) == (2, 2)
 
 
+def test_the_earlier_arming_wins_also_when_it_is_in_an_outer_scope(sc: faults.Scope) -> None:
+    with faults.inject("t_faults_rules_a", "ENOMEM") as outer, faults.scope():
+        inner = faults.inject("t_faults_rules_a", "EAGAIN")
+        f1, f2 = A.hit(), A.hit()
+        assert f1 is not None and f1.arming is outer and f1.kind == faults.Errno("ENOMEM")
+        assert f2 is not None and f2.arming is inner and f2.kind == faults.Errno("EAGAIN")
+    with faults.inject("t_faults_rules_a", "ENOMEM") as outer, faults.scope():
+        inner = faults.inject("t_faults_rules_a", "EAGAIN")
+        f1, f2 = A.hit_many(3), A.hit_many(3)  # the same in batches
+        assert f1 is not None and f1.arming is outer and f1.offset == 0
+        assert f2 is not None and f2.arming is inner and f2.offset == 0
+
+
 def test_disarm_stops_firing(sc: faults.Scope) -> None:
     a = faults.inject("t_faults_rules_a", "ENOMEM", times=None)
     assert A.hit() is not None

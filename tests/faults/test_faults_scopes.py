@@ -152,6 +152,22 @@ def test_listeners_see_each_fired_fault(sc: faults.Scope) -> None:
     assert got == ["t_faults_scopes_p:ENOMEM#1", "t_faults_scopes_p:ENOMEM#2"]
 
 
+def test_a_callback_that_raises_leaves_its_hit_on_record(sc: faults.Scope) -> None:
+    got: list[str] = []
+    sc.listeners.append(lambda f: got.append(f.label()))
+
+    def boom(ctx: object) -> None:
+        assert sc.census["t_faults_scopes_p"] == 1  # recorded before the callback runs
+        raise RuntimeError("boom")
+
+    with faults.inject("t_faults_scopes_p", faults.callback(boom)) as a, pytest.raises(RuntimeError, match="boom"):
+        P.hit(index=7)
+    assert a.fired == 1 and a.hits == 1
+    assert sc.census["t_faults_scopes_p"] == 1
+    assert [(t.nth, t.count, t.context, t.fired) for t in sc.trace] == [(1, 1, {"index": 7}, "callback(boom)")]
+    assert [f.context for f in sc.fired] == [{"index": 7}] and got == ["t_faults_scopes_p:callback#1"]
+
+
 def test_activate_and_deactivate_manage_a_scope_without_a_with_block() -> None:
     s = faults.open_scope(inherit=False, record=True)
     token = faults.activate(s)
