@@ -123,14 +123,18 @@ class GuestMemfd:
     # --- ioctls -----------------------------------------------------------------------------
     @user_op
     def convert_shared(self, offset: int, size: int | str, error_offset: int = 0) -> None:
-        """``KVM_GMEM_CONVERT_SHARED``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
+        """``KVM_GMEM_CONVERT_SHARED`` (``kvm_gmem_ioctl_convert_range``): ConversionError with
+        EINVAL, EAGAIN, ENOMEM, or on a TDX VM EIO (VM bugged) / EFAULT (page leaked); OSError
+        EBADF on a closed fd; KernelBug where rfc-v2 would hang or crash."""
         self._need_fd("KVM_GMEM_CONVERT_SHARED")
         conversion.ioctl_convert_range(self, as_offset(offset, "convert_shared offset"), parse_size(size),
                                        True, as_offset(error_offset, "error_offset"))
 
     @user_op
     def convert_private(self, offset: int, size: int | str, error_offset: int = 0) -> None:
-        """``KVM_GMEM_CONVERT_PRIVATE``; raises ConversionError (EINVAL, EAGAIN, ENOMEM)."""
+        """``KVM_GMEM_CONVERT_PRIVATE`` (``kvm_gmem_ioctl_convert_range``): ConversionError with
+        EINVAL, EAGAIN, ENOMEM, or on a TDX VM EIO / EFAULT; OSError EBADF on a closed fd;
+        KernelBug where rfc-v2 would hang or crash."""
         self._need_fd("KVM_GMEM_CONVERT_PRIVATE")
         conversion.ioctl_convert_range(self, as_offset(offset, "convert_private offset"), parse_size(size),
                                        False, as_offset(error_offset, "error_offset"))
@@ -181,21 +185,25 @@ class GuestMemfd:
     # --- the guest ----------------------------------------------------------------------------
     @user_op
     def guest_read(self, offset: int, length: int) -> bytes:
-        """The guest reads its memory (faulting it in through ``kvm_gmem_get_pfn``)."""
+        """The guest reads its memory, faulting it in through ``kvm_gmem_get_pfn``: GuestFault
+        (EFAULT outside the binding or after release, EIO on a dead VM), OSError ENOMEM when a
+        folio cannot be allocated."""
         self._guest_fault(as_offset(offset, "guest_read offset"), as_offset(length, "guest_read length"),
                           write=False)
         return self.contents.read(offset, length)
 
     @user_op
     def guest_write(self, offset: int, data: bytes) -> None:
-        """The guest writes its memory."""
+        """The guest writes its memory (``kvm_gmem_get_pfn`` as for :meth:`guest_read`, same
+        failures)."""
         data = as_data(data, "guest_write data")
         self._guest_fault(as_offset(offset, "guest_write offset"), len(data), write=True)
         self.contents.write(offset, data)
 
     @user_op
     def guest_fill(self, offset: int, length: int, byte: int) -> None:
-        """The guest memsets a range (cheap for large ranges)."""
+        """The guest memsets a range (cheap for large ranges); ``kvm_gmem_get_pfn`` as for
+        :meth:`guest_read`, same failures."""
         self._guest_fault(offset, length, write=True)
         self.contents.fill(offset, length, byte)
 

@@ -125,6 +125,8 @@ class HugetlbAllocator:
             self._return_to_pool(block)
 
     def _return_to_pool(self, block: Block) -> None:
+        """Mirrors the end of ``free_huge_folio``: vmemmap given back if it was restored, then
+        ``hugepage_subpool_put_pages`` and the page is free in the hstate. Cannot fail."""
         if not block.hvo:
             self.host.uncharge_pages(vmemmap_pages(block.nr))
             block.hvo = True

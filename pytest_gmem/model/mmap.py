@@ -58,6 +58,12 @@ class HostMapping:
             truncate.get_folios(g, s, e)
             self.ptes.assign(s, e, True)
         if last > g.nr_pages:
+            if g.host.revision.fault_past_eof_warns:
+                # kvm_gmem_mmap does not limit the VMA to the file: past EOF the maple tree has
+                # no entry, kvm_gmem_shareability_get WARNs, NULL is not SHAREABILITY_ALL: SIGBUS
+                g.host.warn("kvm_gmem_shareability_get", "WARN(!entry): Shareability should always be "
+                            f"defined for all indices in inode (host fault at index {max(first, g.nr_pages):#x}, "
+                            "past the end of the file)")
             return max(g.nr_pages << PAGE_SHIFT, offset) - offset
         return length
 
@@ -70,7 +76,8 @@ class HostMapping:
 
     @user_op
     def read(self, offset: int, length: int) -> bytes:
-        """Read through the mapping; SigBus at the first page that cannot be faulted."""
+        """Read through the mapping: ``kvm_gmem_fault_shared`` per page; SigBus at the first page
+        that cannot be faulted, OSError ENOMEM when a folio cannot be allocated (VM_FAULT_OOM)."""
         ok = self._fault(offset, length, "read")
         if ok < length:
             raise self._sigbus(offset + ok)
@@ -78,7 +85,8 @@ class HostMapping:
 
     @user_op
     def write(self, offset: int, data: bytes) -> None:
-        """Write through the mapping; bytes before a SIGBUS page are written, as in memset."""
+        """Write through the mapping (``kvm_gmem_fault_shared``, failures as :meth:`read`); bytes
+        before a SIGBUS page are written, as in memset."""
         data = as_data(data, "write data")
         ok = self._fault(offset, len(data), "write")
         if ok:
@@ -88,7 +96,8 @@ class HostMapping:
 
     @user_op
     def fill(self, offset: int, length: int, byte: int) -> None:
-        """memset through the mapping (cheap for large ranges)."""
+        """memset through the mapping, cheap for large ranges (``kvm_gmem_fault_shared``,
+        failures as :meth:`read`)."""
         ok = self._fault(offset, length, "write")
         if ok:
             self.gmem.contents.fill(offset, ok, byte)

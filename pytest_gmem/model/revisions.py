@@ -23,6 +23,9 @@ class Revision:
     #: failed ``add_to_work_list`` kzalloc breaks out and the function returns 0: the ioctl
     #: converts the items computed so far and reports success
     compute_work_ret_shadowed: bool = False
+    #: a host fault past EOF (the mmap is not limited to the file) reaches
+    #: ``kvm_gmem_shareability_get`` with no entry and WARNs before the SIGBUS (Yan Zhao's report)
+    fault_past_eof_warns: bool = False
 
 
 REVISIONS: dict[str, Revision] = {
@@ -30,7 +33,7 @@ REVISIONS: dict[str, Revision] = {
         "rfc-v2",
         "RFC v2 as posted (May 2025), its known defects included",
         rollback_underflow=True, unbounded_spin=True, error_offset_on_enomem=False, prealloc=False,
-        compute_work_ret_shadowed=True,
+        compute_work_ret_shadowed=True, fault_past_eof_warns=True,
     ),
     "fixed": Revision(
         "fixed",

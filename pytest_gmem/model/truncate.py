@@ -90,7 +90,8 @@ def allocate(g: GuestMemfd, offset: int, length: int) -> None:
 
 # --- releasing memory ------------------------------------------------------------------------------
 def release(g: GuestMemfd, block: Block, start: int, end: int) -> None:
-    """Pages ``[start, end)`` of ``block`` left the filemap: the unpinned ones are freed."""
+    """Pages ``[start, end)`` of ``block`` left the filemap (the filemap's ``folio_put``): the
+    unpinned ones go to the allocator (``free_huge_folio`` / the deferred merge). Cannot fail."""
     pinned = sum(e - s for s, e in block.pinned(start, end))
     block.transient = [t for t in block.transient if not start <= t.index < end]
     free = (end - start) - pinned

@@ -10,7 +10,7 @@ import errno
 import pytest
 
 import faults
-from pytest_gmem import ConversionError, GuestMemfd, Host, KernelBug
+from pytest_gmem import ConversionError, GuestMemfd, Host, KernelBug, SigBus
 
 MB2 = 2 << 20
 
@@ -199,6 +199,19 @@ def test_compute_work_enomem_is_returned(revision: str, nth: int) -> None:
         g.convert_private(0, 4 * 4096)
     assert e.value.errno == errno.ENOMEM and e.value.error_offset == 0
     assert g.snapshot() == before
+
+
+# --- a host fault past EOF WARNs in rfc-v2 (no entry in the shareability tree) -----------------------
+@pytest.mark.parametrize("revision", ["rfc-v2", "fixed", "prealloc"])
+def test_host_fault_past_eof(revision: str) -> None:
+    host = Host(hugetlb={"2M": 4}, revision=revision)
+    g = host.create_vm().create_guest_memfd(size=MB2, mmap=True, page_size="2M")
+    m = g.mmap()
+    with pytest.raises(SigBus) as e:
+        m.read(MB2 - 4096, 8192)
+    assert e.value.offset == MB2
+    where = [w.where for w in host.warnings]
+    assert where == (["kvm_gmem_shareability_get"] if revision == "rfc-v2" else [])
 
 
 # --- prealloc: no single failure leaves a WARN or a half-done conversion -----------------------------
