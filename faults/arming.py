@@ -14,7 +14,7 @@ passed its ``when`` filter):
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -225,14 +225,14 @@ class Arming:
         self.disarm()
 
     def disarm(self) -> None:
-        """Stop firing and run the cleanups of what the fired faults left (transient refs)."""
+        """Stop firing and run the cleanups of what the fired faults left (transient refs), newest
+        first. Every cleanup runs even when one raises; the first exception is then re-raised."""
         if not self.live:
             return
         self.live = False
         self.scope._remove(self)
         cleanups, self._cleanups = self._cleanups, []
-        for fn in reversed(cleanups):
-            fn()
+        run_all(reversed(cleanups))
 
     def on_disarm(self, fn: Callable[[], None]) -> None:
         """Register ``fn`` to run when this arming ends (the model drops injected refs)."""
@@ -268,6 +268,19 @@ class Arming:
 
     def __repr__(self) -> str:
         return f"<Arming {self.describe()} hits={self.hits} fired={self.fired}>"
+
+
+def run_all(fns: Iterable[Callable[[], object]]) -> None:
+    """Call every function even when some raise, then re-raise the first exception."""
+    first: BaseException | None = None
+    for fn in fns:
+        try:
+            fn()
+        except BaseException as e:  # every cleanup must run; the first error is re-raised
+            if first is None:
+                first = e
+    if first is not None:
+        raise first
 
 
 def item_context(ctx: Mapping[str, Any], i: int) -> Mapping[str, Any]:

@@ -97,7 +97,8 @@ def parse(text: str, source: str | None = None) -> list[ArmingSpec]:
 
 def arm(text_or_specs: str | Iterable[ArmingSpec], source: str | None = None) -> list[Arming]:
     """Arm every arming of a spec in the current scope, all or nothing: if one fails (unknown
-    point, kind the point cannot produce) the ones already armed are disarmed again."""
+    point, kind the point cannot produce) the ones already armed are disarmed and forgotten
+    (they appear in neither ``scope.unfired()`` nor ``scope.history``)."""
     text: str | None = None
     if isinstance(text_or_specs, str):
         text = text_or_specs
@@ -109,8 +110,8 @@ def arm(text_or_specs: str | Iterable[ArmingSpec], source: str | None = None) ->
         for spec in specs:
             armed.append(_arm_one(spec, source, text))
     except BaseException:
-        for a in reversed(armed):
-            a.disarm()
+        for a in reversed(armed):  # roll back: as if they had never been armed
+            a.scope.forget(a)
         raise
     return armed
 

@@ -18,12 +18,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import points as _points
-from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When, item_context
+from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When, item_context, run_all
 from .errors import FaultError, KindNotAllowed
 from .kinds import Callback, Kind, Off, as_kind
 from .points import FaultPoint, match_points
 
 TRACE_LIMIT = 100_000
+
+#: Base seeds of armings made without any seed: private, so arming never draws from (and never
+#: shifts) the process-global ``random`` stream the code under test may be using.
+_SEEDS = random.Random()
 
 #: Serialises the slow path's decisions and bookkeeping (hit counts, policies' state, census,
 #: trace) and arming / disarming, so threads sharing an arming (the root scope's) never corrupt
@@ -90,6 +94,14 @@ class Scope:
         self.fired: list[Fired] = []
         self.listeners: list[Callable[[Fired], None]] = []
         self._serial = 0
+        self._children = 0
+        #: Where this scope sits under the nearest scope given a seed ("" for that scope, then
+        #: "/1", "/1/2", ...): mixed into derived seeds so nested scopes get different ones.
+        self.path = ""
+        if seed is None and parent is not None:
+            with _LOCK:
+                parent._children += 1
+                self.path = f"{parent.path}/{parent._children}"
         self.closed = False
         if record:  # a recording scope makes every hit take the slow path until it closes
             _points._adjust_active(1)
@@ -109,10 +121,13 @@ class Scope:
             where = f" (from {source})" if source else ""
             names = ", ".join(sorted({k.name for k in kind_for_check}))
             raise KindNotAllowed(f"no fault point matching {pattern!r}{where} can produce {names}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise FaultError(f"seed must be an integer, got {seed!r}")
         self._serial += 1
         if seed is None:
-            base = self.seed if self.seed is not None else random.randrange(1 << 32)
-            seed = zlib.crc32(f"{base}:{pattern}:{self._serial}".encode())
+            base = self.seed if self.seed is not None else _SEEDS.randrange(1 << 32)
+            where = f"{self.path}:" if self.path else ""
+            seed = zlib.crc32(f"{base}:{where}{pattern}:{self._serial}".encode())
         arming = Arming(pattern, usable, policy, when, random.Random(seed), seed, self, source)
         with _LOCK:
             for p in usable:
@@ -139,13 +154,26 @@ class Scope:
         """Armings made in this scope that never fired (usually a wrong test)."""
         return [a for a in self.history if a.fired == 0]
 
+    def forget(self, arming: Arming) -> None:
+        """Disarm ``arming`` and drop it from the history, as if it had never been made (what
+        an all-or-nothing :func:`faults.arm` does to the armings it rolls back)."""
+        try:
+            arming.disarm()
+        finally:
+            with _LOCK:
+                if arming in self.history:
+                    self.history.remove(arming)
+
     def close(self) -> None:
-        """Disarm everything armed here (cleanups run in reverse order)."""
-        for a in reversed(self.history):
-            a.disarm()
-        if self.record and not self.closed:
-            _points._adjust_active(-1)
-        self.closed = True
+        """Disarm everything armed here, newest first, running their cleanups. Every arming is
+        disarmed and the scope closed even when a cleanup raises; the first exception is then
+        re-raised."""
+        try:
+            run_all([a.disarm for a in reversed(self.history)])
+        finally:
+            if self.record and not self.closed:
+                _points._adjust_active(-1)
+            self.closed = True
 
     def chain(self) -> Iterator[Scope]:
         s: Scope | None = self

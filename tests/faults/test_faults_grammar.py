@@ -259,8 +259,9 @@ def test_unknown_point_is_reported_with_source_and_caret(sc: faults.Scope) -> No
     assert "unknown fault point 't_faults_grammar_q' (from GMEM_FAULTS)" in msg
     assert "did you mean 't_faults_grammar_p'" in msg
     assert msg.splitlines()[-1] == "  " + " " * 27 + "^"
-    # all or nothing: the first arming was taken back
+    # all or nothing: the first arming was taken back and forgotten
     assert sc.armings() == [] and P.hit() is None
+    assert sc.unfired() == [] and sc.history == []
 
 
 def test_kind_not_allowed_is_reported_with_source(sc: faults.Scope) -> None:

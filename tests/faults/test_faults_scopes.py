@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 
 import pytest
@@ -209,3 +210,69 @@ def test_arming_in_a_closed_scope_is_an_error() -> None:
             faults.inject("t_faults_scopes_p", "ENOMEM")
     finally:
         faults.deactivate(token)
+
+
+def test_a_raising_cleanup_does_not_stop_the_others_or_leave_the_scope_open() -> None:
+    log: list[str] = []
+    with pytest.raises(IndexError), faults.scope(record=True) as s:
+        a = faults.inject("t_faults_scopes_p", "ENOMEM", nth=5)
+        b = faults.inject("t_faults_scopes_p", "speculative_refcount")
+        f = P.hit()
+        assert f is not None and f.arming is b
+        f.on_disarm(lambda: log.append("first"))
+        f.on_disarm(lambda: 1 / 0)
+        f.on_disarm(lambda: log.append("third"))
+        c = faults.inject("t_faults_scopes_q", "ENOMEM")
+        c.on_disarm(lambda: [][0])  # raised first (newest arming first): the one re-raised
+        c.on_disarm(lambda: log.append("c"))
+    assert log == ["c", "third", "first"]
+    assert not (a.live or b.live or c.live) and s.closed and s.armings() == []
+    assert P.hit() is None  # the conftest checks that no recording or arming count leaked
+
+
+def test_a_raising_cleanup_on_disarm_still_runs_the_rest() -> None:
+    log: list[str] = []
+    with faults.scope():
+        a = faults.inject("t_faults_scopes_p", "ENOMEM")
+        a.on_disarm(lambda: log.append("first"))
+        a.on_disarm(lambda: [][0])
+        with pytest.raises(IndexError):
+            a.disarm()
+        assert log == ["first"] and not a.live
+        a.disarm()  # once only
+
+
+def test_arming_without_a_seed_leaves_the_global_random_stream_alone() -> None:
+    state = random.getstate()
+    with faults.scope(), faults.inject("t_faults_scopes_p", "ENOMEM", probability=0.5):
+        pass
+    assert random.getstate() == state
+
+
+def test_nested_scopes_derive_different_seeds_reproducibly() -> None:
+    def seeds() -> list[int]:
+        out = []
+        with faults.scope(seed=42):
+            out.append(faults.inject("t_faults_scopes_p", "ENOMEM", probability=0.5).seed)
+            for _ in range(2):
+                with faults.scope():
+                    out.append(faults.inject("t_faults_scopes_p", "ENOMEM", probability=0.5).seed)
+                    with faults.scope():
+                        out.append(faults.inject("t_faults_scopes_p", "ENOMEM", probability=0.5).seed)
+        return out
+
+    first = seeds()
+    assert len(set(first)) == len(first) == 5
+    assert seeds() == first  # the same scopes in the same order: the same seeds (replay)
+
+
+def test_a_scope_given_a_seed_derives_the_same_seeds_wherever_it_is_nested() -> None:
+    with faults.scope(seed=7):
+        top = faults.inject("t_faults_scopes_p", "ENOMEM").seed
+    with faults.scope(), faults.scope(), faults.scope(seed=7):
+        assert faults.inject("t_faults_scopes_p", "ENOMEM").seed == top
+
+
+def test_seed_must_be_an_integer(sc: faults.Scope) -> None:
+    with pytest.raises(faults.FaultError, match="seed must be an integer"):
+        faults.inject("t_faults_scopes_p", "ENOMEM", seed=[1])  # type: ignore[arg-type]
