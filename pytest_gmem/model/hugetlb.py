@@ -7,7 +7,7 @@ creation (``min = max = size / hpage``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faults
 
@@ -39,6 +39,8 @@ class HugePool:
     total: int
     free: int
     resv: int = 0
+    #: live subpools (not yet given back): their ``rsv_hpages`` are part of ``resv``
+    subpools: list[Subpool] = field(default_factory=list, repr=False, compare=False)
 
     def stats(self) -> dict[str, int]:
         return {"total": self.total, "free": self.free, "resv": self.resv}
@@ -76,6 +78,7 @@ class Subpool:
         pool.hugetlb_acct_memory(hpages)
         sp = cls(pool, hpages)
         sp.rsv_hpages = hpages
+        pool.subpools.append(sp)
         return sp
 
     def get_page(self) -> None:
@@ -119,3 +122,4 @@ class Subpool:
             self.pool.hugetlb_acct_memory(-self.min_hpages)
             self.rsv_hpages = 0
             self.alive = False
+            self.pool.subpools.remove(self)

@@ -100,6 +100,10 @@ def check_host(host: Host) -> list[str]:
         if pool.free < 0 or pool.resv < 0 or pool.resv > pool.free:
             out.append(f"[4 hugetlb] {name}: counters out of range (free {pool.free}, resv {pool.resv})")
         baseline = host.baseline_stats()[name]
+        held = sum(sp.rsv_hpages for sp in pool.subpools)
+        if pool.resv != baseline["resv"] + held:
+            out.append(f"[4 hugetlb] {name}: resv {pool.resv} != starting {baseline['resv']} + the live subpools' "
+                       f"reservations {held} (a reservation was leaked or given back twice)")
         if not host.files and not host.pending_work() and not live and pool.stats() != baseline:
             out.append(f"[4 hugetlb] {name}: all files closed but counters {pool.stats()} != "
                        f"starting values {baseline}")

@@ -90,3 +90,13 @@ def test_a_leaked_page_keeps_the_subpool_and_its_reservations() -> None:
     g.close()
     host.flush_work()
     assert host.hugetlb_stats("2M") == {"total": 8, "free": 7, "resv": 1}
+
+
+def test_the_checker_catches_a_leaked_reservation() -> None:
+    """Invariant 4: ``resv`` is the starting value plus what the live subpools still hold."""
+    host = Host(hugetlb={"2M": 8})
+    g = host.create_vm().create_guest_memfd(size="4M", mmap=True, init_private=True, page_size="2M")
+    g.guest_write(0, b"x")
+    assert host.violations() == []
+    host.pools["2M"].resv += 1  # what a reservation leak would leave
+    assert any("[4 hugetlb]" in v and "live subpools" in v for v in host.violations())
