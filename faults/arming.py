@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import FaultError
-from .kinds import Kind, Off
+from .kinds import Kind, Off, as_kind
 
 if TYPE_CHECKING:
     from .points import FaultPoint
@@ -58,8 +58,7 @@ class RulePolicy:
         _check_int("times", times, 1)
         _check_int("every", every, 1)
         _check_int("skip", skip, 0)
-        if probability is not None and not (0.0 <= float(probability) <= 1.0):
-            raise FaultError(f"probability must be between 0 and 1, got {probability!r}")
+        _check_probability(probability)
         self.kind = kind
         self.nth = nth
         self.times = times
@@ -103,16 +102,24 @@ class RulePolicy:
         return " ".join(parts)
 
 
-@dataclass
+@dataclass(init=False)
 class Term:
-    """One ``[p%][cnt*]kind`` term of a chain; ``remaining`` counts down from ``count``."""
+    """One ``[p%][cnt*]kind`` term of a chain; ``remaining`` counts down from ``count``.
+
+    ``kind`` is a kind or its short name; ``count`` None (never runs out) or an integer >= 1;
+    ``probability`` None (always) or a number from 0 to 1."""
 
     kind: Kind
-    count: int | None = None
-    probability: float | None = None
+    count: int | None
+    probability: float | None
 
-    def __post_init__(self) -> None:
-        self.remaining = self.count
+    def __init__(self, kind: Kind | str, count: int | None = None, probability: float | None = None) -> None:
+        _check_int("a term's count", count, 1)
+        _check_probability(probability, "a term's probability")
+        self.kind = as_kind(kind)
+        self.count = count
+        self.probability = None if probability is None else float(probability)
+        self.remaining = count
 
     def text(self) -> str:
         pct = "" if self.probability is None else f"{self.probability * 100:g}%"
@@ -179,6 +186,13 @@ class ChainPolicy:
 
     def describe(self) -> str:
         return "->".join(t.text() for t in self.terms)
+
+
+def _check_probability(value: float | None, name: str = "probability") -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise FaultError(f"{name} must be a number between 0 and 1, got {value!r}")
 
 
 def _check_int(name: str, value: int | None, low: int) -> None:

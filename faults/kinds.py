@@ -45,8 +45,9 @@ class Errno(Kind):
     code: str = "ENOMEM"
 
     def __post_init__(self) -> None:
-        if not hasattr(_errno, self.code) or not self.code.startswith("E"):
+        if self.code not in ERRNO_NAMES:
             raise UnknownKind(f"unknown errno kind {self.code!r}" + suggest(self.code, ERRNO_NAMES))
+        object.__setattr__(self, "code", ERRNO_ALIASES.get(self.code, self.code))
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -140,6 +141,8 @@ class Off(Kind):
 #: Kinds every point accepts, whatever its allow-list.
 UNIVERSAL_KINDS = frozenset({"callback", "off"})
 ERRNO_NAMES = sorted(n for n in dir(_errno) if n.startswith("E") and n.isupper())
+#: Errno names that stand for another (the kind takes the canonical name: EWOULDBLOCK is EAGAIN).
+ERRNO_ALIASES = {"EWOULDBLOCK": "EAGAIN"}
 PARAM_KINDS: dict[str, type[Kind]] = {
     "speculative_refcount": SpeculativeRefcount,
     "extra_refcount": ExtraRefcount,
@@ -185,6 +188,10 @@ def kind_names() -> list[str]:
 
 def make_kind(name: str, *args: Any, **kwargs: Any) -> Kind:
     """Build a kind from its short name (case-insensitive for errnos) and arguments."""
+    return _from_name(name, args, kwargs, None)
+
+
+def _from_name(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], source: str | None) -> Kind:
     low = name.lower()
     if low in PARAM_KINDS:
         return PARAM_KINDS[low](*args, **kwargs)
@@ -192,15 +199,36 @@ def make_kind(name: str, *args: Any, **kwargs: Any) -> Kind:
         return Callback(*args, **kwargs)
     if name.upper() in ERRNO_NAMES:
         if args or kwargs:
-            raise UnknownKind(f"errno kind {name.upper()} takes no arguments")
+            raise UnknownKind(f"errno kind {name.upper()} takes no arguments{_where(source)}")
         return Errno(name.upper())
-    raise UnknownKind(f"unknown fault kind {name!r}" + suggest(name, [*PARAM_KINDS, *ERRNO_NAMES]))
+    raise UnknownKind(f"unknown fault kind {name!r}{_where(source)}" + suggest(name, [*PARAM_KINDS, *ERRNO_NAMES]))
 
 
-def as_kind(kind: Kind | str) -> Kind:
-    """Accept a kind object or its short name."""
+def _where(source: str | None) -> str:
+    return f" (from {source})" if source else ""
+
+
+def as_kind(kind: Kind | str, source: str | None = None) -> Kind:
+    """Accept a kind object or its short name; ``source`` says where a bad name came from."""
     if isinstance(kind, Kind):
         return kind
     if isinstance(kind, str):
-        return make_kind(kind)
-    raise UnknownKind(f"a fault kind must be a faults kind object or a name, got {kind!r}")
+        return _from_name(kind, (), {}, source)
+    raise UnknownKind(f"a fault kind must be a faults kind object or a name, got {kind!r}{_where(source)}")
+
+
+def canonical_kind_name(name: str) -> str | None:
+    """The allow-list spelling of a kind name (``enomem`` -> ``ENOMEM``, ``EWOULDBLOCK`` ->
+    ``EAGAIN``, ``Tdx_Error`` -> ``tdx_error``), or None for a name the engine does not know."""
+    low = name.lower()
+    if low in PARAM_KINDS or low in UNIVERSAL_KINDS:
+        return low
+    up = name.upper()
+    if up in ERRNO_NAMES:
+        return ERRNO_ALIASES.get(up, up)
+    return None
+
+
+def allow_list_names() -> list[str]:
+    """Every name an allow-list may hold (for suggestions)."""
+    return [*sorted(PARAM_KINDS), *sorted(UNIVERSAL_KINDS - set(PARAM_KINDS)), *ERRNO_NAMES]

@@ -9,17 +9,21 @@ global read and a compare while nothing anywhere is armed or recording.
 from __future__ import annotations
 
 import fnmatch
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from .errors import FaultError, KindNotAllowed, UnknownPoint, suggest
-from .kinds import UNIVERSAL_KINDS, Kind
+from .errors import FaultError, KindNotAllowed, UnknownKind, UnknownPoint, suggest
+from .kinds import UNIVERSAL_KINDS, Kind, allow_list_names, canonical_kind_name
 
 if TYPE_CHECKING:
     from .scope import Fired
+
+#: A point name: identifiers joined by dots (what the grammar's target can name).
+POINT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*", re.ASCII)
 
 #: Number of live armings plus recording scopes, process-wide. Zero means every hit is idle.
 _ACTIVE = 0
@@ -99,16 +103,18 @@ class PointInfo:
     module: str
 
 
-def declare(name: str, kinds: set[str] | frozenset[str] | tuple[str, ...], doc: str) -> FaultPoint:
-    """Declare a fault point. Re-declaring the same name with the same kinds returns the same
-    point (module reloads); with other kinds it is an error."""
+def declare(name: str, kinds: str | Iterable[str], doc: str) -> FaultPoint:
+    """Declare a fault point. ``kinds`` is the allow-list: kind names (errno names in any case,
+    ``speculative_refcount``, ...) or a single name. Re-declaring the same name with the same
+    kinds returns the same point (module reloads); with other kinds it is an error."""
     import sys
 
     frame = sys._getframe(1)
     module = str(frame.f_globals.get("__name__", "?"))
-    ks = frozenset(kinds)
-    if not name or not all(c.isalnum() or c in "_." for c in name):
-        raise FaultError(f"fault point name {name!r} must be letters, digits, '_' or '.'")
+    if not isinstance(name, str) or not POINT_NAME.fullmatch(name):
+        raise FaultError(f"fault point name {name!r} must be ASCII letters, digits and '_', not starting "
+                         "with a digit, optionally dotted ('mm.alloc'), so that a spec can name it")
+    ks = frozenset(_allowed_kind(name, k) for k in ([kinds] if isinstance(kinds, str) else kinds))
     existing = _REGISTRY.get(name)
     if existing is not None:
         if existing.kinds != ks:
@@ -117,6 +123,14 @@ def declare(name: str, kinds: set[str] | frozenset[str] | tuple[str, ...], doc: 
     point = FaultPoint(name, ks, " ".join(doc.split()), module)
     _REGISTRY[name] = point
     return point
+
+
+def _allowed_kind(point: str, kind: object) -> str:
+    canonical = canonical_kind_name(kind) if isinstance(kind, str) else None
+    if canonical is None:
+        raise UnknownKind(f"fault point {point!r} declares unknown kind {kind!r}"
+                          + (suggest(kind, allow_list_names()) if isinstance(kind, str) else ""))
+    return canonical
 
 
 def load_providers() -> None:

@@ -235,7 +235,7 @@ def inject(
     source: str | None = None,
 ) -> Arming:
     """Arm ``kind`` at ``point`` (a name or a glob) in the current scope; see module docs."""
-    k = as_kind(kind)
+    k = as_kind(kind, source)
     if isinstance(k, Off):
         raise FaultError("kind 'off' only makes sense inside a chain (e.g. '2*off->1*enomem'); "
                          "use nth= / skip= with inject()")

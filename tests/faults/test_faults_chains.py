@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import faults
 from faults import Off, Term, enomem, errno_kind
 
@@ -86,3 +88,17 @@ def test_two_chains_on_one_point_both_count_every_hit(sc: faults.Scope) -> None:
 def test_describe(sc: faults.Scope) -> None:
     with faults.inject_chain("t_faults_chains_p", [Term(Off(), 2), Term(enomem(), 1)]) as a:
         assert a.describe() == "t_faults_chains_p: 2*off->1*ENOMEM"
+
+
+def test_terms_take_kind_names_and_check_their_values(sc: faults.Scope) -> None:
+    with faults.inject_chain("t_faults_chains_p", [faults.Term("off", 1), faults.Term("enomem", 1)]):
+        assert [P.hit() is not None for _ in range(3)] == [False, True, False]
+    assert faults.Term("ENOMEM") == faults.Term(faults.enomem())
+    for count in (0, -1, 5.0, True, "2"):
+        with pytest.raises(faults.FaultError, match="a term's count must be an integer >= 1"):
+            faults.Term(faults.enomem(), count)  # type: ignore[arg-type]
+    for prob in (5.0, -0.1, "0.5", True, float("nan")):
+        with pytest.raises(faults.FaultError, match="a term's probability must be a number between 0 and 1"):
+            faults.Term(faults.enomem(), None, prob)  # type: ignore[arg-type]
+    with pytest.raises(faults.UnknownKind, match="did you mean 'ENOMEM'"):
+        faults.Term("ENOMEN")

@@ -78,8 +78,9 @@ def test_parameterised_kinds_validate_their_arguments() -> None:
 
 
 def test_declare_rejects_bad_names_and_conflicting_redeclaration() -> None:
-    with pytest.raises(faults.FaultError, match="must be letters"):
-        faults.declare("t faults names bad", {"ENOMEM"}, "")
+    for bad in ("t faults names bad", "café", "..", "9x", "a..b", "a.", ".a", "a-b", ""):
+        with pytest.raises(faults.FaultError, match="must be ASCII letters"):
+            faults.declare(bad, {"ENOMEM"}, "")
     assert faults.declare("t_faults_names_alloc_buffer", {"ENOMEM"}, "again") is ALLOC
     with pytest.raises(faults.FaultError, match="declared twice"):
         faults.declare("t_faults_names_alloc_buffer", {"EIO"}, "")
@@ -94,3 +95,29 @@ def test_catalog_lists_declared_points_in_name_order() -> None:
     assert mine[0].module == __name__
     names = [p.name for p in faults.catalog()]
     assert names == sorted(names)
+
+
+def test_declare_normalises_and_checks_the_allow_list() -> None:
+    single = faults.declare("t_faults_names_single", "ENOMEM", "a single kind as a string")
+    assert single.kinds == {"ENOMEM"}
+    lower = faults.declare("t_faults_names.lower", {"enomem", "Extra_Refcount", "EWOULDBLOCK"}, "any case")
+    assert lower.kinds == {"ENOMEM", "extra_refcount", "EAGAIN"}
+    with faults.scope():
+        faults.inject("t_faults_names.lower", "ENOMEM")
+        faults.arm("t_faults_names.lower=enomem; t_faults_names.lower=ewouldblock")
+    with pytest.raises(faults.UnknownKind, match=r"declares unknown kind 'ENOMEN' \(did you mean 'ENOMEM'\?\)"):
+        faults.declare("t_faults_names_typo", {"ENOMEN"}, "")
+    with pytest.raises(faults.UnknownKind, match="declares unknown kind 'bogus_kind'"):
+        faults.declare("t_faults_names_typo", ("ENOMEM", "bogus_kind"), "")
+    assert "t_faults_names_typo" not in {p.name for p in faults.catalog()}
+
+
+def test_unknown_kind_names_say_where_they_came_from() -> None:
+    with pytest.raises(faults.UnknownKind,
+                       match=r"unknown fault kind 'ENOMEN' \(from marker on test_x\) \(did you mean 'ENOMEM'\?\)"):
+        faults.inject("t_faults_names_alloc_buffer", "ENOMEN", source="marker on test_x")
+
+
+def test_ewouldblock_is_eagain() -> None:
+    assert faults.make_kind("EWOULDBLOCK") == faults.Errno("EAGAIN") == faults.Errno("EWOULDBLOCK")
+    assert faults.errno_kind("ewouldblock").name == "EAGAIN"

@@ -191,7 +191,10 @@ def test_disarm_stops_firing(sc: faults.Scope) -> None:
         ({"every": 0}, "every must be an integer >= 1"),
         ({"skip": -1}, "skip must be an integer >= 0"),
         ({"nth": True}, "nth must be an integer"),
-        ({"probability": 1.5}, "probability must be between 0 and 1"),
+        ({"probability": 1.5}, "probability must be a number between 0 and 1"),
+        ({"probability": "0.5"}, "probability must be a number between 0 and 1, got '0.5'"),
+        ({"probability": True}, "probability must be a number between 0 and 1, got True"),
+        ({"probability": float("nan")}, "probability must be a number between 0 and 1"),
     ],
 )
 def test_bad_rule_values(sc: faults.Scope, kwargs: dict[str, Any], message: str) -> None:
