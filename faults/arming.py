@@ -4,8 +4,8 @@ Two policies decide, hit by hit (``k`` is the 1-based count of hits the arming h
 passed its ``when`` filter):
 
 * :class:`RulePolicy` for the keyword form: fire on hit ``skip + nth`` (default 1), then on every
-  ``every``-th hit after it, at most ``times`` fires (None: unlimited), each eligible hit taken
-  with ``probability`` (seeded).
+  ``every``-th hit after it, at most ``times`` fires (None: unlimited; by default 1, or unlimited
+  when ``every`` is given), each eligible hit taken with ``probability`` (seeded).
 * :class:`ChainPolicy` for the text grammar (fail-rs terms): walk ``[p%][cnt*]kind`` terms in
   order; the first whose probability roll and remaining count allow it is taken (``off`` takes
   the hit without firing).
@@ -13,10 +13,11 @@ passed its ``when`` filter):
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .errors import FaultError
 from .kinds import Kind, Off, as_kind
@@ -42,6 +43,17 @@ class Policy(Protocol):
     def describe(self) -> str: ...
 
 
+class TimesDefault(enum.Enum):
+    TIMES = "times"
+
+    def __repr__(self) -> str:
+        return "1 (unlimited with every=)"
+
+
+#: The default of ``times``: 1, or unlimited (None) when ``every`` is given.
+DEFAULT_TIMES: Final = TimesDefault.TIMES
+
+
 class RulePolicy:
     """nth / times / every / skip / probability."""
 
@@ -49,11 +61,13 @@ class RulePolicy:
         self,
         kind: Kind,
         nth: int | None = None,
-        times: int | None = 1,
+        times: int | TimesDefault | None = DEFAULT_TIMES,
         every: int | None = None,
         skip: int = 0,
         probability: float | None = None,
     ) -> None:
+        if times is DEFAULT_TIMES:
+            times = None if every is not None else 1
         _check_int("nth", nth, 1)
         _check_int("times", times, 1)
         _check_int("every", every, 1)
@@ -96,7 +110,7 @@ class RulePolicy:
         if self.every is not None:
             parts.append(f"every={self.every}")
         if self.times != 1:
-            parts.append(f"times={self.times}")
+            parts.append(f"times={'inf' if self.times is None else self.times}")
         if self.probability is not None:
             parts.append(f"probability={self.probability}")
         return " ".join(parts)

@@ -23,8 +23,8 @@ piece                           meaning
 ``@seed=S``                     seeds the arming's random numbers (keeps chain semantics)
 ``@nth=,times=,every=,skip=,``  keyword semantics, as ``faults.inject``: one term only, fires on
 ``probability=``                hit ``skip+nth``, then every ``every``-th, at most ``times``
-                                (``inf``: unlimited); ``N*`` means ``times=N``, ``P%`` means
-                                ``probability=P/100``
+                                (``inf``: unlimited; default 1, or ``inf`` with ``every=``);
+                                ``N*`` means ``times=N``, ``P%`` means ``probability=P/100``
 ==============================  ===================================================================
 
 EBNF (whitespace is allowed around every token; empty armings between ``;`` are ignored)::
@@ -37,7 +37,7 @@ EBNF (whitespace is allowed around every token; empty armings between ``;`` are 
     term     = [ number "%" ] [ integer "*" ] ident [ "(" [ arg { "," arg } ] ")" ] ;
     arg      = [ ident "=" ] value ;
     option   = ( "nth" | "times" | "every" | "skip" | "seed" ) "=" integer
-             | "times" "=" "inf" | "probability" "=" number ;
+             | "times" "=" "inf" | "probability" "=" number ;   (* inf in any case *)
     value    = word | quoted ;        (* a word reads as integer, float, none/true/false or text *)
     word     = wchar { wchar } ;                     wchar = letter | digit | "_.:/+-" ;
     quoted   = '"' { char } '"' | "'" { char } "'" ;  (* backslash escapes the next char *)
@@ -79,13 +79,13 @@ from .spec import (
 
 __all__ = ["ArmingSpec", "RuleSpec", "TermSpec", "arm", "format_spec", "parse"]
 
-_SPACE = re.compile(r"\s+")
+_SPACE = re.compile(r"\s+", re.ASCII)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TARGET = re.compile(r"[A-Za-z0-9_.*?]+")
-_INT = re.compile(r"\d+")
-_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_INT = re.compile(r"\d+", re.ASCII)
+_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 _WORD = re.compile(r"[A-Za-z0-9_.:/+-]+")
-_INF = re.compile(r"inf(?![A-Za-z0-9_])")
+_INF = re.compile(r"inf(?![A-Za-z0-9_])", re.IGNORECASE)
 _MINIMUM = {"nth": 1, "times": 1, "every": 1, "skip": 0, "seed": 0}
 
 
@@ -95,14 +95,17 @@ def parse(text: str, source: str | None = None) -> list[ArmingSpec]:
     return _Parser(text, source).spec()
 
 
-def arm(text_or_specs: str | Iterable[ArmingSpec], source: str | None = None) -> list[Arming]:
-    """Arm every arming of a spec in the current scope, all or nothing: if one fails (unknown
+def arm(text_or_specs: str | ArmingSpec | Iterable[ArmingSpec], source: str | None = None) -> list[Arming]:
+    """Arm every arming of a spec (text, one parsed arming or several) in the current scope,
+    all or nothing: if one fails (unknown
     point, kind the point cannot produce) the ones already armed are disarmed and forgotten
     (they appear in neither ``scope.unfired()`` nor ``scope.history``)."""
     text: str | None = None
     if isinstance(text_or_specs, str):
         text = text_or_specs
         specs = parse(text, source)
+    elif isinstance(text_or_specs, ArmingSpec):
+        specs = [text_or_specs]
     else:
         specs = list(text_or_specs)
     armed: list[Arming] = []
@@ -263,10 +266,9 @@ class _Parser:
                                 + suggest(name, [*PARAM_KINDS, *ERRNO_NAMES]), kpos)
         args: list[tuple[str | None, Value, int]] = []
         if self.peek() == "(":
-            ppos = self.pos
+            if low not in PARAM_KINDS:
+                self.fail(f"errno kind {name.upper()} takes no arguments (write it without '()')")
             args = self.args()
-            if low not in PARAM_KINDS and args:
-                self.fail(f"errno kind {name.upper()} takes no arguments", ppos)
         return self.build_kind(low if low in PARAM_KINDS else name.upper(), args, kpos)
 
     def args(self) -> list[tuple[str | None, Value, int]]:
@@ -356,7 +358,8 @@ class _Parser:
             self.fail("probability given twice (as 'P%' and 'probability=')",
                       options["probability"][1])
         got = {k: v for k, (v, _) in options.items() if k in RULE_OPTIONS}
-        times = term.count if term.count is not None else got.get("times", 1)
+        # times defaults to 1, or to unlimited when every= is given (as faults.inject)
+        times = term.count if term.count is not None else got.get("times", None if "every" in got else 1)
         prob = term.percent / 100.0 if term.percent is not None else got.get("probability")
         nth, every, skip = got.get("nth"), got.get("every"), got.get("skip", 0)
         return RuleSpec(nth=_int_or_none(nth), times=_int_or_none(times), every=_int_or_none(every),

@@ -18,7 +18,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import points as _points
-from .arming import Arming, ChainPolicy, Policy, RulePolicy, Term, When, item_context, run_all
+from .arming import (
+    DEFAULT_TIMES,
+    Arming,
+    ChainPolicy,
+    Policy,
+    RulePolicy,
+    Term,
+    TimesDefault,
+    When,
+    item_context,
+    run_all,
+)
 from .errors import FaultError, KindNotAllowed
 from .kinds import Callback, Kind, Off, as_kind
 from .points import FaultPoint, match_points
@@ -226,7 +237,7 @@ def inject(
     kind: Kind | str,
     *,
     nth: int | None = None,
-    times: int | None = 1,
+    times: int | TimesDefault | None = DEFAULT_TIMES,
     every: int | None = None,
     skip: int = 0,
     probability: float | None = None,
@@ -234,7 +245,8 @@ def inject(
     when: When = None,
     source: str | None = None,
 ) -> Arming:
-    """Arm ``kind`` at ``point`` (a name or a glob) in the current scope; see module docs."""
+    """Arm ``kind`` at ``point`` (a name or a glob) in the current scope; see module docs.
+    ``times`` defaults to 1, or to unlimited (None) when ``every`` is given."""
     k = as_kind(kind, source)
     if isinstance(k, Off):
         raise FaultError("kind 'off' only makes sense inside a chain (e.g. '2*off->1*enomem'); "

@@ -24,8 +24,8 @@ Value = int | float | str | bool | None
 RULE_OPTIONS = ("nth", "skip", "every", "times", "probability")
 OPTIONS = (*RULE_OPTIONS, "seed")
 
-INT_VALUE = re.compile(r"[-+]?\d+")
-FLOAT_VALUE = re.compile(r"[-+]?(?:(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)")
+INT_VALUE = re.compile(r"[-+]?\d+", re.ASCII)
+FLOAT_VALUE = re.compile(r"[-+]?(?:(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)", re.ASCII)
 BARE_VALUE = re.compile(r"[A-Za-z0-9_.:/+-]+")
 KEYWORD_VALUES: dict[str, Value] = {"none": None, "true": True, "false": False}
 
@@ -47,7 +47,8 @@ class TermSpec:
 @dataclass(frozen=True)
 class RuleSpec:
     """Keyword semantics, as ``faults.inject(..., nth=, times=, every=, skip=, probability=)``;
-    ``times=None`` is unlimited (``times=inf`` in the text)."""
+    ``times=None`` is unlimited (``times=inf`` in the text, where ``every=`` without ``times=``
+    also means unlimited). The values are resolved: ``RuleSpec(every=3)`` fires once."""
 
     nth: int | None = None
     times: int | None = 1
@@ -119,7 +120,8 @@ def _format_rule(rule: RuleSpec) -> list[str]:
         opts.append(f"every={rule.every}")
     if rule.probability is not None:
         opts.append(f"probability={format_number(rule.probability)}")
-    if rule.times != 1 or not opts:  # with no other option, times=1 keeps the keyword form
+    default = None if rule.every is not None else 1  # what the parser assumes without times=
+    if rule.times != default or not opts:  # with no other option, times=1 keeps the keyword form
         opts.append("times=inf" if rule.times is None else f"times={rule.times}")
     return opts
 

@@ -50,7 +50,10 @@ def test_the_documented_example() -> None:
          ArmingSpec("p", (TermSpec(SpeculativeRefcount(2, None)),))),
         ("p=tdx_error(TDX_OPERAND_BUSY)", ArmingSpec("p", (TermSpec(TdxError("TDX_OPERAND_BUSY")),))),
         ("p=tdx_error(fatal)", ArmingSpec("p", (TermSpec(TdxError("TDX_SW_ERROR")),))),
-        ("p=enomem()", ArmingSpec("p", (TermSpec(ENOMEM),))),
+        ("p=enomem@times=INF", ArmingSpec("p", (TermSpec(ENOMEM),), RuleSpec(times=None))),
+        ("p=enomem@every=3", ArmingSpec("p", (TermSpec(ENOMEM),), RuleSpec(every=3, times=None))),
+        ("p=enomem@every=3,times=1", ArmingSpec("p", (TermSpec(ENOMEM),), RuleSpec(every=3, times=1))),
+        ("p=2*enomem@every=3", ArmingSpec("p", (TermSpec(ENOMEM),), RuleSpec(every=3, times=2))),
         ("kvm_gmem_*=enomem", ArmingSpec("kvm_gmem_*", (TermSpec(ENOMEM),))),
         ("p=enomem@nth=3", ArmingSpec("p", (TermSpec(ENOMEM),), RuleSpec(nth=3))),
         ("p=enomem@nth=2,times=inf,every=4,skip=1,seed=9",
@@ -108,7 +111,12 @@ def test_seed_alone_keeps_chain_semantics() -> None:
         ("p[a='x]=enomem", 4, "unterminated string"),
         ("p[a=1]enomem", 6, "expected '=' after the filters"),
         ("p=enomem(1)", 8, "errno kind ENOMEM takes no arguments"),
-        ("p=enomem(", 9, "expected a value"),
+        ("p=enomem(", 8, "errno kind ENOMEM takes no arguments"),
+        ("p=enomem()", 8, "errno kind ENOMEM takes no arguments"),
+        ("p=ENOMEM(1)", 8, "errno kind ENOMEM takes no arguments"),
+        ("p=enomem@nth=\u0663", 13, "option 'nth' takes a whole number"),
+        ("p=\u0663*enomem", 2, "expected a fault kind"),
+        ("p=enomem\u00a0", 8, "expected '->', '@', ';' or the end of the spec"),
         ("p=speculative_refcount(ref=1)", 23, "has no argument 'ref' (did you mean 'refs'?)"),
         ("p=speculative_refcount(refs=x)", 23, "argument 'refs' of speculative_refcount must be"),
         ("p=speculative_refcount(refs=0)", 23, "refs must be >= 1"),
@@ -180,7 +188,9 @@ def test_unknown_kinds_come_from_the_engine_located(text: str, pos: int, message
         ("p=tdx_error(fatal)", "p=tdx_error(code=TDX_SW_ERROR)"),
         ("p=enomem@times=1", "p=ENOMEM@times=1"),
         ("p=3*enomem@nth=2", "p=ENOMEM@nth=2,times=3"),
-        ("p=50%enomem@every=2,times=inf", "p=ENOMEM@every=2,probability=0.5,times=inf"),
+        ("p=50%enomem@every=2,times=inf", "p=ENOMEM@every=2,probability=0.5"),
+        ("p=enomem@every=2,times=1", "p=ENOMEM@every=2,times=1"),
+        ("p=enomem@times=INF", "p=ENOMEM@times=inf"),
         ("a=enomem;;b=eagain", "a=ENOMEM;b=EAGAIN"),
     ],
 )
@@ -267,3 +277,21 @@ def test_unknown_point_is_reported_with_source_and_caret(sc: faults.Scope) -> No
 def test_kind_not_allowed_is_reported_with_source(sc: faults.Scope) -> None:
     with pytest.raises(faults.KindNotAllowed, match=r"cannot produce 'tdx_error' \(from --gmem-fault\)"):
         faults.arm("t_faults_grammar_p=tdx_error", source="--gmem-fault")
+
+
+def test_every_without_times_fires_on_every_every_th_hit(sc: faults.Scope) -> None:
+    with faults.scope():
+        faults.arm("t_faults_grammar_p=enomem@every=3")
+        assert [i + 1 for i in range(10) if P.hit() is not None] == [1, 4, 7, 10]
+    with faults.scope():
+        faults.arm("t_faults_grammar_p=enomem@every=3,times=2")
+        assert [i + 1 for i in range(10) if P.hit() is not None] == [1, 4]
+    with faults.inject("t_faults_grammar_p", "ENOMEM", nth=2, every=3) as a:  # the same in Python
+        assert [i + 1 for i in range(10) if P.hit() is not None] == [2, 5, 8]
+        assert a.describe() == "t_faults_grammar_p: ENOMEM nth=2 every=3 times=inf"
+
+
+def test_arm_accepts_a_single_parsed_arming(sc: faults.Scope) -> None:
+    (spec,) = parse("t_faults_grammar_p=enomem@nth=2")
+    (a,) = faults.arm(spec)
+    assert [P.hit() is not None for _ in range(3)] == [False, True, False] and a.fired == 1

@@ -51,8 +51,7 @@ def kinds(draw: st.DrawFn) -> tuple[str, Kind]:
 
     if which == "errno":
         name = draw(st.sampled_from(["ENOMEM", "EAGAIN", "EIO", "EFAULT", "EINVAL", "EBUSY"]))
-        parens = draw(st.sampled_from(["", "()"]))
-        return case(name) + parens, Errno(name)
+        return case(name), Errno(name)
     if which == "off":
         return case("off"), Off()
     if which == "spec":
