@@ -270,8 +270,15 @@ def slow_hit(point: FaultPoint, count: int, ctx: dict[str, Any]) -> Fired | None
     recorded as one segment and the rest of the batch is decided again, so ``hit_many(n)``
     behaves as ``n`` calls of ``hit``. The census and trace are written before the callback runs
     (a callback that raises still leaves its hit on record)."""
-    sc = _CURRENT.get()
-    chain = list(sc.chain())
+    chain: list[Scope] = []
+    wanted = False  # is the point armed, or the hit recorded, anywhere in the chain?
+    s: Scope | None = _CURRENT.get()
+    while s is not None:
+        chain.append(s)
+        wanted = wanted or s.record or point.name in s.by_point
+        s = s.parent if s.inherit else None
+    if not wanted:
+        return None  # something else is armed: nothing to decide or record for this point
     start = 0
     while True:
         seg = ctx if not start else dict(item_context(ctx, start))
