@@ -21,6 +21,8 @@ RUN = pytest.StashKey[TestRun]()
 PARAMS = pytest.StashKey[cfg.GmemParams]()
 PHASES = pytest.StashKey[dict[str, tuple[str, bool]]]()
 SWEEP: pytest.StashKey[ItemState] = pytest.StashKey()
+#: A bad fault_sweep marker: the test's own item fails its setup with this message.
+SWEEP_ERROR = pytest.StashKey[str]()
 MODEL_FIXTURES = frozenset({"gmem_host", "gmem_vm", "gmem", "gmem_factory"})
 
 

@@ -151,6 +151,22 @@ def resolve(
     )
 
 
+def check_report_path(path: str, source: str) -> None:
+    """The JSON report can be written at ``path`` (checked at configure time, so that a bad
+    path stops the run before any test instead of failing after all of them)."""
+    import os
+
+    full = os.path.abspath(path)
+    where = f"cannot write the JSON report to {path!r} (from {source})"
+    if os.path.isdir(full):
+        raise ConfigError(f"{where}: it is a directory; give a file path such as {os.path.join(path, 'gmem.json')!r}")
+    parent = os.path.dirname(full)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{where}: the directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK) or (os.path.exists(full) and not os.access(full, os.W_OK)):
+        raise ConfigError(f"{where}: permission denied")
+
+
 def seed_for(session_seed: int, nodeid: str) -> int:
     """A test's own seed: stable for a node id whatever else is selected, and under xdist."""
     import zlib
@@ -350,6 +366,12 @@ def gmem_params(
             f"{where}: invalid page_size {page_size!r}; expected one of {', '.join(PAGE_SIZES)}"
             + suggest(str(page_size), PAGE_SIZES)
         )
+    nbytes = size_bytes(size)
+    if nbytes <= 0 or nbytes % 4096 or nbytes % size_bytes(page_size):
+        raise ConfigError(
+            f"{where}: invalid size {size!r} for page_size {page_size!r}; expected a positive multiple of 4K "
+            "and of the page size"
+        )
     vm_type = values.get("vm_type", "sw_protected")
     if vm_type not in VM_TYPES:
         raise ConfigError(
@@ -386,6 +408,16 @@ def gmem_params(
         hugetlb=hugetlb,
         check=values.get("check", True),
     )
+
+
+def describe_params(params: GmemParams) -> str:
+    """The values the plugin builds a test's model objects from, for error messages."""
+    parts = [f"size={params.size!r}", f"page_size={params.page_size!r}", f"hugetlb={params.pools()!r}"]
+    if params.vm_type != "sw_protected":
+        parts.append(f"vm_type={params.vm_type!r}")
+    if params.revision is not None:
+        parts.append(f"revision={params.revision!r}")
+    return ", ".join(parts)
 
 
 # --- armings from markers and options -----------------------------------------------------
@@ -484,6 +516,10 @@ def marker_requests(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any],
         args_ = (("refs", refs), ("hold", hold))
         return [ArmRequest(where, point, "speculative_refcount", args_, v["nth"], v["times"], when)]
     if marker == "tdx_unmap_failure":
+        if not isinstance(v["error"], str) or not v["error"].strip():
+            raise ConfigError(
+                f"{where}: error must be a TDX error name such as 'TDX_OPERAND_BUSY', or 'fatal'; got {v['error']!r}"
+            )
         return [ArmRequest(where, point, "tdx_error", (("code", v["error"]),), v["nth"], v["times"], None)]
     raise ConfigError(f"{where}: not a fault marker")  # pragma: no cover - guarded by the caller
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import config as cfg
-from ._keys import MODEL_FIXTURES, PARAMS, PHASES, RUN, SESSION_FAULTS, SETTINGS, SWEEP
+from ._keys import MODEL_FIXTURES, PARAMS, PHASES, RUN, SESSION_FAULTS, SETTINGS, SWEEP, SWEEP_ERROR
 from ._keys import known_revisions as _known_revisions
 from .plugin_coverage import CoverageHooks
 from .plugin_report import Collector, FakerSeed, XdistHooks
@@ -41,11 +41,10 @@ from .report import (
     problems_text,
     section_text,
 )
-from .testrun import FaultsFixture, GmemFactory, Problem, TestRun
+from .testrun import FaultsFixture, GmemFactory, Problem, TestRun, root_leak_text
 
 if TYPE_CHECKING:
-    pass
-
+    from collections.abc import Callable
 
 
 # --- options, markers, settings -----------------------------------------------------------------
@@ -107,6 +106,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         session_faults = [cfg.ArmRequest(source=f"{f.source}", spec=f.text) for f in settings.faults]
         cfg.validate(session_faults)
+        if settings.report and not hasattr(config, "workerinput"):
+            cfg.check_report_path(settings.report, settings.report_source)
     except cfg.ConfigError as exc:
         raise pytest.UsageError(f"gmem: {exc}") from None
     config.stash[SETTINGS] = settings
@@ -180,12 +181,16 @@ def _read_markers(item: pytest.Item) -> tuple[cfg.GmemParams, list[cfg.ArmReques
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # A plain hook (not a wrapper) so that failing here leaves other plugins' setup wrappers,
     # and their teardown, consistent; tryfirst: before the fixtures are set up.
+    sweep_error = item.stash.get(SWEEP_ERROR, None)
+    if sweep_error is not None:  # a bad fault_sweep marker: this test only is an error
+        pytest.fail(sweep_error, pytrace=False)
     settings = item.config.stash[SETTINGS]
     sweep = item.stash.get(SWEEP, None)
     run = TestRun(item.nodeid, cfg.seed_for(settings.seed, seed_nodeid(item)))
     item.stash[RUN] = run
     run.start()
-    run.scope.listeners.append(lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired))
+    if sweep is None or not sweep.census_mode:  # census runs call no public hook
+        run.scope.listeners.append(lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired))
     if sweep is not None:
         run.scope.listeners.append(lambda fired: sweep.fired_fault(fired, run.hosts))
     error: str | None = None
@@ -238,16 +243,28 @@ def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
     if sweep is not None:
         sweep.end_body(run.scope, run.hosts)
     problems = run.end_body()
-    settings = item.config.stash[SETTINGS]
-    record = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
+    leaked = run.root_leaks()
+    record = _record(item, run)
     if interesting(record):
         item.add_report_section("call", "gmem faults", section_text(record))
+    texts = [root_leak_text(run.nodeid, leaked)] if leaked else []
     if problems:
-        text = _problems_text(run, problems, record["reproduce"])
+        texts.append(_problems_text(run, problems, record["reproduce"]))
+    if texts:
         if body_failed:
-            item.add_report_section("call", "gmem check", text)
+            item.add_report_section("call", "gmem check", "\n\n".join(texts))
         else:
-            pytest.fail(text, pytrace=False)
+            pytest.fail("\n\n".join(texts), pytrace=False)
+
+
+def _record(item: pytest.Item, run: TestRun) -> dict[str, Any]:
+    """The test's record; the reproduce line of a sweep item carries the flags that make it exist."""
+    settings = item.config.stash[SETTINGS]
+    record = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
+    sweep = item.stash.get(SWEEP, None)
+    if sweep is not None:
+        record["reproduce"] += sweep.flags
+    return record
 
 
 def _problems_text(run: TestRun, problems: list[Problem], reproduce: str) -> str:
@@ -274,10 +291,12 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
                 problems = run.close_hosts()
             finally:
                 run.finish()
+            leaked = run.root_leaks()  # armed in the root scope by a fixture's thread, or after the body
+            texts = [root_leak_text(run.nodeid, leaked)] if leaked else []
             if problems and not earlier:
-                settings = item.config.stash[SETTINGS]
-                reproduce = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
-                pytest.fail(_problems_text(run, problems, reproduce["reproduce"]), pytrace=False)
+                texts.append(_problems_text(run, problems, _record(item, run)["reproduce"]))
+            if texts:
+                pytest.fail("\n\n".join(texts), pytrace=False)
     return result
 
 
@@ -293,15 +312,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     phases = item.stash.setdefault(PHASES, {})
     phases[report.when] = (report.outcome, hasattr(report, "wasxfail"))
     if report.when == "teardown":
-        settings = item.config.stash[SETTINGS]
-        record = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
+        record = _record(item, run)
         record["outcome"] = combine_outcome(phases)
         if sweep is not None:
             record["sweep"] = sweep.record(sweep_outcome(run, sweep), run.problems, run.hosts, revision_of(item))
             record["sweep"]["nodeid"] = item.nodeid
-            record["reproduce"] += sweep.flags
         report.gmem = record  # builtins only: serialized to the xdist controller with the report
-        item.ihook.pytest_gmem_test_outcome(item=item, outcome=record["outcome"], record=record)
+        if sweep is None or not sweep.census_mode:  # census runs call no public hook
+            item.ihook.pytest_gmem_test_outcome(item=item, outcome=record["outcome"], record=record)
     return report
 
 
@@ -339,6 +357,20 @@ def _params(request: pytest.FixtureRequest) -> cfg.GmemParams:
     return item.stash.get(PARAMS, cfg.GmemParams())
 
 
+def _built_by_plugin(request: pytest.FixtureRequest, what: str, build: Callable[[], Any]) -> Any:
+    """What the model refuses while the plugin builds a test's host, VM or file (from the gmem
+    marker's values) fails the test with the marker's name, not a model traceback."""
+    try:
+        return build()
+    except (OSError, ValueError, TypeError) as exc:
+        where = f"marker gmem on {request.node.name}" if request.node.get_closest_marker("gmem") else "gmem defaults"
+        pytest.fail(
+            f"gmem: {where} ({cfg.describe_params(_params(request))}): the model refused to build the "
+            f"test's {what}: {type(exc).__name__}: {exc}",
+            pytrace=False,
+        )
+
+
 def _make_host(request: pytest.FixtureRequest, revision: str | None, hugetlb: Mapping[str, int] | None) -> Any:
     params = _params(request)
     rev = revision or params.revision or request.config.stash[SETTINGS].revision
@@ -353,13 +385,13 @@ def _make_host(request: pytest.FixtureRequest, revision: str | None, hugetlb: Ma
 def gmem_host(request: pytest.FixtureRequest) -> Any:
     """The ``Host`` of the test: pools and revision from the ``gmem`` marker and
     ``--gmem-revision``. Checked after the test body, closed and checked again at teardown."""
-    return _make_host(request, None, None)
+    return _built_by_plugin(request, "host", lambda: _make_host(request, None, None))
 
 
 @pytest.fixture
 def gmem_vm(gmem_host: Any, request: pytest.FixtureRequest) -> Any:
     """A VM on ``gmem_host``, of the ``gmem`` marker's ``vm_type`` (default sw_protected)."""
-    return gmem_host.create_vm(**_params(request).vm_options())
+    return _built_by_plugin(request, "VM", lambda: gmem_host.create_vm(**_params(request).vm_options()))
 
 
 @pytest.fixture
@@ -375,14 +407,15 @@ def gmem_factory(request: pytest.FixtureRequest) -> GmemFactory:
 
 
 @pytest.fixture
-def gmem(gmem_factory: GmemFactory) -> Any:
+def gmem(gmem_factory: GmemFactory, request: pytest.FixtureRequest) -> Any:
     """A ``GuestMemfd`` on ``gmem_vm`` built from the ``gmem`` marker (default: 4M of 2M HugeTLB
     pages, mmap-able, initially shared)."""
-    return gmem_factory()
+    return _built_by_plugin(request, "guest_memfd", gmem_factory)
 
 
 @pytest.fixture(name="faults")
 def faults_fixture(request: pytest.FixtureRequest) -> FaultsFixture:
     """Arm faults in the test body: ``faults.inject(point, kind, nth=...)``, ``faults.arm(spec)``;
-    read ``faults.trace``, ``faults.fired``, ``faults.census``. They end with the test."""
+    read ``faults.trace``, ``faults.fired``, ``faults.census``. They end with the test; from a
+    thread the test started, they arm in the test's scope too."""
     return FaultsFixture(_run(request), request.node.name)

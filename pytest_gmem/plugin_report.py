@@ -20,6 +20,7 @@ class Collector:
         self.config = config
         self.summary = Summary()
         self.is_worker = hasattr(config, "workerinput")
+        self.write_error: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "gmem", None)
@@ -33,7 +34,10 @@ class Collector:
     def pytest_sessionfinish(self) -> None:
         path = self.config.stash[SETTINGS].report
         if path and not self.is_worker:
-            self.summary.write_json(path, self._json_settings())
+            try:
+                self.summary.write_json(path, self._json_settings())
+            except OSError as exc:  # checked at configure time; the path went away since
+                self.write_error = f"gmem: cannot write the JSON report to {path}: {exc}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
@@ -50,7 +54,9 @@ class Collector:
                 for line in unfired:
                     terminalreporter.write_line(f"  {line}")
             terminalreporter.write_line(f"gmem: --gmem-seed={settings.seed}")
-        if settings.report:
+        if self.write_error:
+            terminalreporter.write_line(self.write_error, red=True, bold=True)
+        elif settings.report:
             terminalreporter.write_line(f"gmem: JSON report written to {settings.report}")
 
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from . import config as cfg
-from ._keys import MODEL_FIXTURES, PARAMS, SETTINGS, SWEEP
+from ._keys import MODEL_FIXTURES, PARAMS, SETTINGS, SWEEP, SWEEP_ERROR
 from ._keys import known_revisions as _known_revisions
 from .testrun import TestRun
 
 if TYPE_CHECKING:
-    from .sweep import Census, ItemState, Scenario, SweepSpec
+    from .sweep import Census, CensusCache, ItemState, Scenario, SweepSpec
 
 
 def seed_nodeid(item: pytest.Item) -> str:
@@ -74,13 +74,20 @@ class Sweeps:
         self.compare = self._revisions(config.getoption("gmem_compare"))
         self.records: list[dict[str, Any]] = []
         self.is_worker = hasattr(config, "workerinput")
+        self._cache: CensusCache | None = None
+        self._conftests: dict[Any, str] = {}
+        self.write_error: str | None = None
 
     @staticmethod
     def _revisions(value: str | None) -> list[str] | None:
-        if not value:
+        if value is None:
             return None
         known = list(_known_revisions())
         names = known if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+        if not names:
+            raise pytest.UsageError(
+                f"gmem: --gmem-compare={value!r}: name at least one revision ({', '.join(known)}) or 'all'"
+            )
         try:
             return [cfg.check_revision(n, "--gmem-compare", known) for n in names]
         except cfg.ConfigError as exc:
@@ -100,7 +107,7 @@ class Sweeps:
                 out.extend(self._expand(collector, item))
         return out
 
-    def _spec(self, collector: pytest.Collector, item: pytest.Function) -> SweepSpec | None:
+    def _spec(self, item: pytest.Function) -> SweepSpec | None:
         from .sweep import SweepError, SweepSpec, sweep_spec
 
         mark = item.get_closest_marker("fault_sweep")
@@ -110,13 +117,14 @@ class Sweeps:
             return SweepSpec(depth=self.depth)
         try:
             return sweep_spec(mark.args, mark.kwargs, f"marker fault_sweep on {item.name}", self.depth)
-        except SweepError as exc:
-            raise collector.CollectError(f"gmem: {exc}") from None
+        except SweepError as exc:  # only this test is an error item; the module still collects
+            item.stash[SWEEP_ERROR] = f"gmem: {exc}"
+            return None
 
     def _expand(self, collector: pytest.Collector, item: pytest.Function) -> list[pytest.Function]:
         from .sweep import OUTCOMES, PASSING, ROLLBACK, Scenario, plan
 
-        spec = self._spec(collector, item)
+        spec = self._spec(item)
         if spec is None:
             return []
         pinned = any("revision" in m.kwargs for m in item.iter_markers("gmem"))
@@ -126,6 +134,8 @@ class Sweeps:
         for rev in revisions:
             base = Scenario((), rev)
             census = self._census(item, base, spec)
+            if not census.ok and census.skipped:  # skip / xfail marker: nothing to sweep, as expected
+                continue
             if not census.ok:
                 warnings.warn(pytest.PytestWarning(
                     f"gmem: the census run of {item.nodeid}{f' under {rev}' if rev else ''} failed: "
@@ -174,6 +184,26 @@ class Sweeps:
                                      tolerated=tolerated, flags=self._flags(scenario))
         return new
 
+    @property
+    def cache(self) -> CensusCache | None:
+        """The census cache, ``.pytest_cache/d/gmem-census`` (none with ``-p no:cacheprovider``)."""
+        if self._cache is None:
+            from .sweep import CensusCache
+
+            pytest_cache = getattr(self.config, "cache", None)
+            if pytest_cache is None:
+                return None
+            self._cache = CensusCache(pytest_cache.mkdir("gmem-census"))
+        return self._cache
+
+    def _conftest_digest(self, item: pytest.Function) -> str:
+        from .sweep import conftest_digest
+
+        directory = item.path.parent
+        if directory not in self._conftests:
+            self._conftests[directory] = conftest_digest(directory, self.config.rootpath)
+        return self._conftests[directory]
+
     def _census(self, item: pytest.Function, scenario: Scenario, spec: SweepSpec) -> Census:
         """Run the test once (fixtures, markers, checks) with the scenario's faults armed and
         count the hits of its body; cached in the pytest cache."""
@@ -183,38 +213,38 @@ class Sweeps:
         from .sweep import Census, ItemState, census_key, source_digest
 
         settings = self.config.stash[SETTINGS]
-        cache = getattr(self.config, "cache", None)
+        cache = self.cache
         try:
             module_src = item.path.read_bytes()
         except OSError:
             module_src = b""
-        key = "gmem/census/" + census_key(
+        key = census_key(
             __version__, item.nodeid, scenario.ident(), scenario.revision or settings.revision, settings.seed,
             [f.text for f in settings.faults], source_digest("pytest_gmem.model", "faults"),
-            hashlib.sha1(module_src).hexdigest(),
+            hashlib.sha1(module_src).hexdigest(), self._conftest_digest(item),
         )
         if cache is not None:
-            cached = cache.get(key, None)
-            if isinstance(cached, dict):
-                try:
-                    return Census.from_json(cached)
-                except (KeyError, TypeError, ValueError):
-                    pass
+            cached = cache.get(key)
+            if cached is not None:
+                return cached
         clone = self._clone(item)
         state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid, census_mode=True)
         clone.stash[SWEEP] = state
         capman = self.config.pluginmanager.getplugin("capturemanager")
         capturing = getattr(getattr(capman, "_global_capturing", None), "_state", None)
         try:
-            reports = runtestprotocol(clone, log=False, nextitem=None)
+            # Tear down only below the session: session-scoped fixtures stay set up for the real
+            # tests (built once), as between two items of different modules.
+            reports = runtestprotocol(clone, log=False, nextitem=cast(pytest.Item, _SessionOnly(item.session)))
         finally:
             if capturing in ("started", "resumed") and capman is not None:
                 capman.resume_global_capture()
         census = state.census or Census(ok=False)
         if not scenario.faults:
             census.ok = census.ok and all(r.passed for r in reports)
+            census.skipped = not census.ok and any(r.skipped for r in reports)
         if cache is not None and (census.ok or scenario.faults):
-            cache.set(key, census.to_json())
+            cache.set(key, census)
         return census
 
     # --- results ------------------------------------------------------------------------------
@@ -229,14 +259,21 @@ class Sweeps:
         return " ".join(["pytest", *(shlex.quote(a) for a in self.config.invocation_params.args)])
 
     def pytest_sessionfinish(self) -> None:
+        if self._cache is not None:
+            self._cache.prune()
         path = self.config.stash[SETTINGS].report
         if path and not self.is_worker and self.records:
             from .compare import sweep_records, write_pictures
 
-            self.pictures = write_pictures(path, sweep_records(self.records), self._command())
+            try:
+                self.pictures = write_pictures(path, sweep_records(self.records), self._command())
+            except OSError as exc:
+                self.write_error = f"gmem: cannot write the comparison pictures next to {path}: {exc}"
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.write_error:
+            terminalreporter.write_line(self.write_error, red=True, bold=True)
         if self.is_worker or not self.records:
             return
         from .compare import examples, sweep_records, table_lines
@@ -251,3 +288,16 @@ class Sweeps:
                 terminalreporter.write_line(f"  e.g. {part}" if i == 0 else part)
         for path in getattr(self, "pictures", ()):
             terminalreporter.write_line(f"gmem: comparison picture written to {path}")
+
+
+class _SessionOnly:
+    """The "next item" of a census run: its chain is only the session, so the run's teardown
+    (``SetupState.teardown_exact``) pops the item, class, module and package nodes and keeps the
+    session node, with its session-scoped fixtures, for the real tests."""
+
+    def __init__(self, session: pytest.Session) -> None:
+        self.session = session
+        self.nodeid = ""
+
+    def listchain(self) -> list[pytest.Session]:
+        return [self.session]

@@ -199,6 +199,8 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
             raise SweepError(f"{where}: argument {k!r} given twice")
         values[k] = v
     points = values.get("points", "*")
+    if not isinstance(points, (str, list, tuple)):
+        raise SweepError(f"{where}: points must be a glob or a sequence of globs, got {points!r}")
     points_t = (points,) if isinstance(points, str) else tuple(points)
     if not points_t or not all(isinstance(p, str) and p for p in points_t):
         raise SweepError(f"{where}: points must be a glob or a sequence of globs, got {points!r}")
@@ -208,6 +210,8 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
         except faults.FaultError as exc:
             raise SweepError(str(exc)) from None
     kinds = values.get("kinds", ("ENOMEM",))
+    if not isinstance(kinds, (str, faults.Kind, list, tuple)):
+        raise SweepError(f"{where}: kinds must be a kind or a sequence of kinds in the fault grammar, got {kinds!r}")
     kinds_t = (kinds,) if isinstance(kinds, (str, faults.Kind)) else tuple(kinds)
     if not kinds_t:
         raise SweepError(f"{where}: kinds must name at least one kind")
@@ -221,10 +225,12 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
     if depth not in (1, 2) or isinstance(depth, bool):
         raise SweepError(f"{where}: depth must be 1 or 2, got {depth!r}")
     expect = values.get("expect", ())
+    if not isinstance(expect, (str, list, tuple, set, frozenset)):
+        raise SweepError(f"{where}: expect must be an outcome or a sequence of outcomes, got {expect!r}")
     expect_t = (expect,) if isinstance(expect, str) else tuple(expect)
     if "any" in expect_t:
         expect_t = OUTCOMES
-    bad = [e for e in expect_t if e not in OUTCOMES]
+    bad = [e for e in expect_t if not isinstance(e, str) or e not in OUTCOMES]
     if bad:
         raise SweepError(f"{where}: unknown outcome(s) {bad!r} in expect; outcomes: {', '.join(OUTCOMES)}, any")
     return SweepSpec(points_t, parsed, max_nth, int(depth), frozenset(expect_t))
@@ -266,6 +272,7 @@ class Census:
     phase_hits: dict[str, dict[str, int]] = field(default_factory=dict)
     fired: bool = False
     ok: bool = True
+    skipped: bool = False  # the run skipped or xfailed (a skip / xfail marker): no items, no warning
 
     def to_json(self) -> dict[str, Any]:
         return {"hits": self.hits, "phase_hits": self.phase_hits, "fired": self.fired, "ok": self.ok}
@@ -302,6 +309,93 @@ class BodyCensus:
 def census_key(*parts: object) -> str:
     """A stable digest of what a census depends on (node id, sources, revision, seed, ...)."""
     return hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:20]
+
+
+#: At most this many censuses stay in the cache (the least recently used go first).
+CENSUS_CACHE_LIMIT = 1000
+
+
+class CensusCache:
+    """Censuses on disk, one JSON file per key in ``directory``; :meth:`prune` keeps the
+    ``limit`` most recently used (a read touches the file), so the cache stays bounded even when
+    every session has a new random seed (a new key)."""
+
+    def __init__(self, directory: Any, limit: int | None = None) -> None:
+        from pathlib import Path
+
+        self.directory = Path(directory)
+        self.limit = CENSUS_CACHE_LIMIT if limit is None else limit
+
+    def _path(self, key: str) -> Any:
+        return self.directory / f"{key}.json"
+
+    def get(self, key: str) -> Census | None:
+        import os
+
+        path = self._path(key)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            census = Census.from_json(data)
+        except (OSError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        return census
+
+    def set(self, key: str, census: Census) -> None:
+        import os
+
+        path = self._path(key)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(census.to_json(), sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def prune(self) -> int:
+        """Drop all but the ``limit`` most recently used entries; returns how many went."""
+        try:
+            entries = []
+            for p in self.directory.glob("*.json"):
+                try:
+                    entries.append((p.stat().st_mtime, p))
+                except OSError:  # another process pruned it
+                    continue
+        except OSError:
+            return 0
+        entries.sort(key=lambda e: e[0], reverse=True)
+        gone = 0
+        for _, p in entries[self.limit:]:
+            try:
+                p.unlink()
+                gone += 1
+            except OSError:
+                pass
+        return gone
+
+
+def conftest_digest(test_dir: Any, rootdir: Any) -> str:
+    """Digest of the contents of every ``conftest.py`` from ``rootdir`` down to ``test_dir``
+    (their fixtures and hooks, ``pytest_gmem_make_host`` included, decide what the test does)."""
+    from pathlib import Path
+
+    d, root = Path(test_dir), Path(rootdir)
+    dirs = [d]
+    while d != root and d.parent != d and root in d.parents:
+        d = d.parent
+        dirs.append(d)
+    h = hashlib.sha1()
+    for directory in reversed(dirs):
+        path = directory / "conftest.py"
+        try:
+            h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        except OSError:
+            continue
+    return h.hexdigest()[:16]
 
 
 _SOURCE_DIGEST: dict[str, str] = {}

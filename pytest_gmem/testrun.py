@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faults
+from faults.scope import _ROOT
 
 from .config import ArmRequest, GmemParams
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -38,8 +41,23 @@ def warn_text(record: object) -> str:
 
 
 def warn_allowed(record: object, allow: Sequence[re.Pattern[str]]) -> bool:
-    fields = [str(getattr(record, "where", "")), str(getattr(record, "message", "")), warn_text(record)]
+    """An ``allow_warn`` pattern matches the WARN's location or its message (not the text the
+    plugin renders around them, such as "while fault ... was active")."""
+    where = getattr(record, "where", None)
+    message = getattr(record, "message", None)
+    fields = [str(record)] if where is None and message is None else [str(where or ""), str(message or "")]
     return any(p.search(f) for p in allow for f in fields)
+
+
+def root_leak_text(nodeid: str, leaked: Sequence[faults.Arming]) -> str:
+    """The failure text for faults armed in the process-wide root scope during a test."""
+    lines = [f"gmem: {nodeid} armed {len(leaked)} fault(s) in the process-wide root faults scope "
+             "(a thread the test started has no test scope), where they would fire in every later test:"]
+    for a in leaked:
+        lines.append(f"  {a.describe()}" + (f"  [{a.source}]" if a.source else ""))
+    lines.append("They were disarmed. Arm through the `faults` fixture (it arms in the test's own scope from "
+                 "any thread), or arm in the test's thread.")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -61,6 +79,7 @@ class TestRun:
     used_model: bool = False
     texts: dict[int, str] = field(default_factory=dict)  # arming id -> its text-grammar form
     _token: Any = None
+    _root_before: dict[int, faults.Arming] = field(default_factory=dict)
     _warn_seen: dict[int, int] = field(default_factory=dict)
     _closed_hosts: set[int] = field(default_factory=set)
 
@@ -72,7 +91,17 @@ class TestRun:
     # --- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Make the test's scope current (setup, before any fixture)."""
+        self._root_before = {id(a): a for a in _ROOT.armings()}
         self._token = faults.activate(self.scope)
+
+    def root_leaks(self) -> list[faults.Arming]:
+        """Armings made in the process-wide root scope since :meth:`start` and still live (a
+        thread the test started arms there: it does not run in the test's context). They are
+        disarmed here, and returned for the failure message."""
+        leaked = [a for a in _ROOT.armings() if id(a) not in self._root_before]
+        for arming in leaked:
+            arming.disarm()
+        return leaked
 
     def arm(self) -> None:
         """Arm the marker and command-line faults (just before the test body)."""
@@ -156,8 +185,10 @@ class FaultsFixture:
     """The ``faults`` fixture: arm faults in the test body; they end with the test.
 
     ``faults.inject(point, kind, nth=..., ...)`` and ``faults.arm(spec)`` arm in the test's own
-    scope (see :func:`faults.inject`); ``trace``, ``fired``, ``census`` and ``unfired()`` read
-    what the test's code reached so far.
+    scope (see :func:`faults.inject`), from any thread: in the test's context (or a scope opened
+    inside it) they arm in the current scope, anywhere else (a thread the test started) in the
+    test's scope object itself. ``trace``, ``fired``, ``census`` and ``unfired()`` read what the
+    test's code reached so far.
     """
 
     def __init__(self, run: TestRun, name: str) -> None:
@@ -168,14 +199,24 @@ class FaultsFixture:
     def scope(self) -> faults.Scope:
         return self._run.scope
 
+    def _in_test_scope(self, fn: Callable[[], _T]) -> _T:
+        scope = self._run.scope
+        if any(s is scope for s in faults.current().chain()):
+            return fn()  # the test's context, or a scope opened inside it
+        token = faults.activate(scope)  # another thread: arm in the test's scope object
+        try:
+            return fn()
+        finally:
+            faults.deactivate(token)
+
     def inject(self, point: str, kind: faults.Kind | str, **kwargs: Any) -> faults.Arming:
         kwargs.setdefault("source", self._source)
-        return faults.inject(point, kind, **kwargs)
+        return self._in_test_scope(lambda: faults.inject(point, kind, **kwargs))
 
     def arm(self, spec: str, *, source: str | None = None) -> list[faults.Arming]:
         """Arm faults written in the text grammar."""
         req = ArmRequest(source=source or self._source, spec=spec)
-        return req.arm()
+        return self._in_test_scope(req.arm)
 
     @property
     def trace(self) -> list[faults.TraceEvent]:

@@ -144,3 +144,20 @@ def test_rfc_v2_rollback_warn_on_the_real_model(pytester: pytest.Pytester) -> No
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*gmem: *after *::test_unexpected*", "state map:", "fault trace:", "*FIRED*"])
+
+
+def test_allow_warn_does_not_match_the_rendered_fault_text(fake_host: pytest.Pytester) -> None:
+    # "(while fault ... was active)" is the plugin's wording, not the WARN's location or message.
+    fake_host.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.allow_warn("was active")
+        def test_rendered(gmem_host):
+            gmem_host.warn("kvm_gmem_convert_range", "rollback failed")
+            gmem_host.warnings[-1].fault = "kvm_gmem_shareability_store:ENOMEM#1"
+        """
+    )
+    result = fake_host.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*WARN at kvm_gmem_convert_range: rollback failed (while fault * was active)*"])

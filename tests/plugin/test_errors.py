@@ -78,7 +78,12 @@ def test_kind_the_point_cannot_produce(pytester: pytest.Pytester) -> None:
         ),
         ('tdx_unmap_failure(error="TDX_OPERAND_BUZY")', "*TDX_OPERAND_BUZY*did you mean 'TDX_OPERAND_BUSY'?*"),
         ('allow_warn("(")', "*marker allow_warn on test_x: invalid regular expression '('*"),
-        ('fault("kvm_gmem_convert_compute_work=enomem(")', "*at character 38 (from marker fault on test_x)*"),
+        ('fault("kvm_gmem_convert_compute_work=enomem(")', "*at character 3? (from marker fault on test_x)*"),
+        ('tdx_unmap_failure(error=5)', "*marker tdx_unmap_failure on test_x: error must be a TDX error name*got 5*"),
+        ('gmem(size="0")', "*marker gmem on test_x: invalid size '0' for page_size '2M'*positive multiple*"),
+        ("gmem(size=3)", "*marker gmem on test_x: invalid size 3 for page_size '2M'*"),
+        ('gmem(size="3M", page_size="2M")', "*marker gmem on test_x: invalid size '3M' for page_size '2M'*"),
+        ('gmem(size="6K", page_size="4K")', "*marker gmem on test_x: invalid size '6K' for page_size '4K'*"),
     ],
 )
 def test_bad_marker_values(pytester: pytest.Pytester, marker: str, expected: str) -> None:
@@ -131,3 +136,31 @@ def test_bad_settings(
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: gmem: {expected}"])
+
+
+@pytest.mark.parametrize("fixture", ["gmem", "gmem_vm"])
+def test_model_refusing_the_marker_is_a_clean_failure(pytester: pytest.Pytester, fixture: str) -> None:
+    # The pool holds one 2M page, the file needs two: the model's ENOMEM names the marker, no traceback.
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.gmem(size="4M", page_size="2M", hugetlb={{"2M": 1}})
+        def test_x({fixture}):
+            pass
+
+        @pytest.mark.gmem(size="2M", page_size="2M", hugetlb={{"2M": 1}})
+        def test_fits(gmem):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    if fixture == "gmem_vm":  # no file is made: nothing to refuse
+        result.assert_outcomes(passed=2)
+        return
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["gmem: marker gmem on test_x (size='4M', page_size='2M', hugetlb={'2M': 1}): the model refused to build "
+         "the test's guest_memfd: OSError: *Cannot allocate memory*"]
+    )
+    assert "Traceback" not in result.stdout.str() and "guest_memfd.py:" not in result.stdout.str()

@@ -135,3 +135,40 @@ def test_make_host_hook_replaces_the_host(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("--gmem-report=missing/r.json", "*'missing/r.json' (from --gmem-report): the directory * does not exist"),
+        ("--gmem-report=adir", "*'adir' (from --gmem-report): it is a directory*"),
+        ("GMEM_REPORT=missing/r.json", "*'missing/r.json' (from GMEM_REPORT): the directory * does not exist"),
+        ("ini=adir", "*'adir' (from ini gmem_report): it is a directory*"),
+    ],
+)
+def test_unwritable_report_path_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str, expected: str
+) -> None:
+    (pytester.path / "adir").mkdir()
+    pytester.makepyfile("def test_x():\n    print('TEST RAN')\n")
+    args = []
+    if where.startswith("--"):
+        args.append(where)
+    elif where.startswith("ini="):
+        pytester.makeini(f"[pytest]\ngmem_report = {where[4:]}\n")
+    else:
+        monkeypatch.setenv(*where.split("=", 1))
+    result = pytester.runpytest("-s", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: gmem: cannot write the JSON report to " + expected])
+    assert "TEST RAN" not in result.stdout.str()
+
+
+def test_report_write_error_at_the_end_is_a_clean_message(pytester: pytest.Pytester) -> None:
+    (pytester.path / "out").mkdir()
+    pytester.makepyfile("import shutil\n\ndef test_x(gmem):\n    shutil.rmtree('out')\n")
+    result = pytester.runpytest("--gmem-report=out/r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["gmem: cannot write the JSON report to out/r.json: *No such file or directory*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*1 passed*"])
