@@ -49,13 +49,15 @@ def pytest_gmem_fault_fired(item: pytest.Item, fired: faults.Fired) -> None:
         def pytest_gmem_fault_fired(fired):
             FIRED[fired.point] += 1
 
-    An exception raised here propagates into the model at the fault point: don't.
+    An exception raised here propagates into the model at the fault point: don't. The
+    collection-time census runs of fault sweeps do not call it.
     """
 
 
 @pytest.hookspec()
 def pytest_gmem_test_outcome(item: pytest.Item, outcome: str, record: dict[str, Any]) -> None:
-    """Called once per test after its teardown, on the process that ran it.
+    """Called once per test after its teardown, on the process that ran it (not for the
+    collection-time census runs of fault sweeps).
 
     ``outcome`` is one of passed, failed, error, skipped, xfailed, xpassed; ``record`` the
     builtins the plugin reports for the test (keys ``armed``, ``fired``, ``unfired``,
