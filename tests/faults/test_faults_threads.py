@@ -1,4 +1,8 @@
-"""Several threads hitting one root-scope arming at once: the slow path is serialised."""
+"""Several threads hitting one shared arming at once: the slow path is serialised.
+
+The threads share the scope the test armed in (``faults.activate``): the root scope when run
+without the pytest plugin, the test's own scope under it (which also keeps the arming from
+outliving the test)."""
 
 from __future__ import annotations
 
@@ -29,8 +33,10 @@ def hammer(n: int) -> tuple[int, list[BaseException]]:
     fired: list[int] = []
     errors: list[BaseException] = []
     start = threading.Barrier(THREADS)
+    shared = faults.current()
 
     def work() -> None:
+        faults.activate(shared)
         start.wait()
         for _ in range(n):
             try:
@@ -48,7 +54,6 @@ def hammer(n: int) -> tuple[int, list[BaseException]]:
 
 
 def test_unlimited_arming_counts_every_hit_of_every_thread() -> None:
-    # Outside any scope, inject() arms the root scope, which every thread starts in.
     with faults.inject("t_faults_threads_p", "ENOMEM", times=None) as a:
         fired, errors = hammer(HITS)
     assert errors == []
