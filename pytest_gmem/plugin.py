@@ -378,6 +378,9 @@ def _make_host(request: pytest.FixtureRequest, revision: str | None, hugetlb: Ma
     host = request.node.ihook.pytest_gmem_make_host(
         item=request.node, config=request.config, revision=rev, hugetlb=pools
     )
+    sweep = request.node.stash.get(SWEEP, None)
+    if sweep is not None and not sweep.census_mode and hasattr(host, "check_rollback"):
+        host.check_rollback = True  # a swept error must leave the file as it was (invariant 7)
     return _run(request).add_host(host)
 
 

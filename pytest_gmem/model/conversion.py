@@ -8,7 +8,7 @@ keeping HugeTLB split/merge), after which nothing can fail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import faults
@@ -20,6 +20,7 @@ from .units import PAGE_SHIFT, PAGE_SIZE, U64_MASK
 
 if TYPE_CHECKING:
     from .guest_memfd import GuestMemfd
+    from .snapshot import Snapshot
 
 P_COMPUTE_WORK = faults.declare(
     "kvm_gmem_convert_compute_work", {"ENOMEM"},
@@ -66,12 +67,16 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
         raise ConversionError(EINVAL, f"{name}: offset {offset:#x} / size {size:#x} not 4K aligned",
                               error_offset)
     start, nr = offset >> PAGE_SHIFT, size >> PAGE_SHIFT
+    before = g.snapshot() if g.host.check_rollback else None
+    warned = len(g.host.warnings)
     try:
         if g.host.revision.prealloc:
             convert_range_prealloc(g, start, nr, to_shared)
         else:
             convert_range(g, start, nr, to_shared)
     except ConvFailure as e:
+        if before is not None and e.errno in (ENOMEM, EAGAIN) and len(g.host.warnings) == warned:
+            _check_rolled_back(g, name, e, before, contents=g.vm.preserves_contents or not to_shared)
         if e.error_index is None:
             if g.host.revision.error_offset_on_enomem:
                 raise ConversionError(e.errno, f"{name}: {e.why}", start << PAGE_SHIFT) from None
@@ -79,6 +84,21 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
             raise ConversionError(e.errno, f"{name}: {e.why} (error_offset is uninitialised stack)",
                                   garbage, error_offset_valid=False) from None
         raise ConversionError(e.errno, f"{name}: {e.why}", e.error_index << PAGE_SHIFT) from None
+
+
+def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Snapshot, contents: bool) -> None:
+    """``host.check_rollback``: a conversion that failed with ENOMEM or EAGAIN without a WARN
+    (a WARN says the kernel knew its rollback failed) must leave the file as it found it, page
+    tables aside; record what differs otherwise (a silent partial conversion). ``contents``
+    False: a TDX removal before the point of no return cleared the pages, as the hardware does."""
+    after = g.snapshot()
+    if not contents:
+        before, after = replace(before, contents=()), replace(after, contents=())
+    diff = before.diff(after)
+    if diff:
+        g.host.rollback_failures.append(
+            f"{name} on gmem#{g.host.files.index(g) if g in g.host.files else '?'} failed with "
+            f"{_ename(e.errno)} ({e.why}) but changed the file: " + "; ".join(diff[:6]))
 
 
 def compute_work(g: GuestMemfd, start: int, nr: int, target: str) -> list[Work]:

@@ -95,6 +95,7 @@ class Host:
         hugetlb: Mapping[str, int] | None = None,
         revision: str | Revision = DEFAULT_REVISION,
         memory: int | str | None = None,
+        check_rollback: bool = False,
     ) -> None:
         self.revision = revision if isinstance(revision, Revision) else get_revision(revision)
         self.pools: dict[str, HugePool] = {}
@@ -118,6 +119,11 @@ class Host:
         self.live_blocks: set[Block] = set()  # huge pages taken from the pools
         self._op: str = "idle"
         self._op_faults: list[str] = []
+        #: compare each file's snapshot before and after a conversion that fails with ENOMEM or
+        #: EAGAIN (the design's promise: rolled back, nothing changed); a difference is a
+        #: "[7 rollback]" violation. O(ranges) per conversion: on for fault sweeps, off otherwise
+        self.check_rollback = check_rollback
+        self.rollback_failures: list[str] = []
 
     # --- VMs ----------------------------------------------------------------------------------
     def create_vm(self, vm_type: str | int = "sw_protected", **options: Any) -> VM:

@@ -107,6 +107,9 @@ def check_host(host: Host) -> list[str]:
         if not host.files and not host.pending_work() and not live and pool.stats() != baseline:
             out.append(f"[4 hugetlb] {name}: all files closed but counters {pool.stats()} != "
                        f"starting values {baseline}")
+    # 7. a conversion that failed with ENOMEM / EAGAIN changed nothing (host.check_rollback)
+    for text in host.rollback_failures:
+        out.append(f"[7 rollback] {text}")
     # 5. nothing lost: every huge page in use is reachable (filemap, pin) or waiting to merge
     for b in sorted(host.live_blocks, key=lambda b: b.id):
         owner = b.owner

@@ -275,3 +275,48 @@ def test_fixed_bounded_spin_inside_split_rollback_warns_and_keeps_the_folio_spli
     g.convert_shared(0, 4096)
     g.convert_private(0, 4096)  # and the huge page merges again once the arming ended
     assert next(iter(g.folios())) == (0, 512, 512)
+
+
+# --- invariant 7: a failed conversion changed nothing (host.check_rollback) ------------------------
+@pytest.mark.parametrize("revision", ["fixed", "prealloc"])  # rfc-v2: the rollback underflow
+def test_single_faults_leave_the_file_as_it_was(revision: str) -> None:
+    host = Host(hugetlb={"2M": 16}, revision=revision, check_rollback=True)
+    g = host.create_vm().create_guest_memfd(size=4 * MB2, mmap=True, init_private=True, page_size="2M")
+    g.guest_write(0, b"private data")
+    g.guest_write(MB2, b"second page")
+    failed = 0
+    for point in ("kvm_gmem_shareability_store", "__kvm_gmem_filemap_add_folio", "guestmem_hugetlb_stash_metadata"):
+        for nth in (1, 2, 3, 200):
+            try:
+                with faults.inject(point, "ENOMEM", nth=nth):
+                    g.convert_shared(MB2 - 8192, 4 * 4096)  # splits both huge pages
+            except ConversionError:
+                failed += 1
+            else:
+                g.convert_private(MB2 - 8192, 4 * 4096)
+    assert failed >= 5
+    assert host.rollback_failures == [] and host.violations() == []
+
+
+def test_a_silent_partial_conversion_is_an_invariant_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A revision whose rollback silently skipped work (no WARN) would return ENOMEM with the file
+    half converted: the check sees it, the plain invariants alone do not."""
+    from pytest_gmem.model import conversion
+
+    real = conversion.execute_work
+
+    def no_rollback(g: GuestMemfd, w: conversion.Work, to_shared: bool, phase: str) -> None:
+        if phase != "rollback":
+            real(g, w, to_shared, phase)
+
+    for check in (False, True):
+        host = Host(hugetlb={"2M": 16}, revision="fixed", check_rollback=check)
+        g = host.create_vm().create_guest_memfd(size=4 * MB2, mmap=True, init_private=True, page_size="2M")
+        g.convert_shared(4096, 4096)  # convert_shared(0, 16K) then has two work items: [0, 4K), [8K, 16K)
+        monkeypatch.setattr(conversion, "execute_work", no_rollback)
+        with faults.inject("kvm_gmem_shareability_store", "ENOMEM", nth=2), pytest.raises(ConversionError):
+            g.convert_shared(0, 4 * 4096)  # the second item's store fails; the first is never undone
+        monkeypatch.setattr(conversion, "execute_work", real)
+        assert g.shareability(0) == "shared" and host.warnings == []
+        rollback = [v for v in host.violations() if v.startswith("[7 rollback]")]
+        assert bool(rollback) == check, host.violations()

@@ -386,3 +386,25 @@ def test_skip_and_xfail_marked_swept_tests_do_not_warn(pytester: pytest.Pytester
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(skipped=1, xfailed=1)
     assert "census run" not in result.stdout.str()
+
+
+def test_sweep_items_check_that_a_failed_conversion_changed_nothing(pytester: pytest.Pytester) -> None:
+    """The hosts the plugin builds for sweep items (not for the test's own item) compare the file
+    before and after every conversion that fails with ENOMEM/EAGAIN (model invariant 7), so a
+    silent partial conversion is an ``invariant`` outcome even when the test asserts nothing."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+        @pytest.mark.fault_sweep(points="kvm_gmem_shareability_store")
+        def test_s(gmem, gmem_host, request):
+            assert gmem_host.check_rollback == ("[sweep-" in request.node.name)
+            try:
+                gmem.convert_shared(0, "4K")
+            except OSError:
+                pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
