@@ -68,6 +68,7 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
                               error_offset)
     start, nr = offset >> PAGE_SHIFT, size >> PAGE_SHIFT
     before = g.snapshot() if g.host.check_rollback else None
+    arch_before = g.vm.rollback_state(g)
     warned = len(g.host.warnings)
     try:
         if g.host.revision.prealloc:
@@ -76,7 +77,11 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
             convert_range(g, start, nr, to_shared)
     except ConvFailure as e:
         if before is not None and e.errno in (ENOMEM, EAGAIN) and len(g.host.warnings) == warned:
-            _check_rolled_back(g, name, e, before, contents=g.vm.preserves_contents or not to_shared)
+            # rfc-v2 and fixed remove a to-shared range from the S-EPT in the pre-checks, which
+            # clears it; prealloc removes nothing before its last failure point
+            exact = g.vm.preserves_contents or not to_shared or g.host.revision.prealloc
+            _check_rolled_back(g, name, e, before, contents=exact,
+                               arch=(arch_before, g.vm.rollback_state(g)) if exact else None)
         if e.error_index is None:
             if g.host.revision.error_offset_on_enomem:
                 raise ConversionError(e.errno, f"{name}: {e.why}", start << PAGE_SHIFT) from None
@@ -86,15 +91,19 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
         raise ConversionError(e.errno, f"{name}: {e.why}", e.error_index << PAGE_SHIFT) from None
 
 
-def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Snapshot, contents: bool) -> None:
+def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Snapshot, contents: bool,
+                       arch: tuple[object, object] | None = None) -> None:
     """``host.check_rollback``: a conversion that failed with ENOMEM or EAGAIN without a WARN
     (a WARN says the kernel knew its rollback failed) must leave the file as it found it, page
     tables aside; record what differs otherwise (a silent partial conversion). ``contents``
-    False: a TDX removal before the point of no return cleared the pages, as the hardware does."""
+    False: a TDX removal before the point of no return cleared the pages, as the hardware does.
+    ``arch``: the VM's own state before and after (TDX: accept state), compared too."""
     after = g.snapshot()
     if not contents:
         before, after = replace(before, contents=()), replace(after, contents=())
     diff = before.diff(after)
+    if arch is not None and arch[0] != arch[1]:
+        diff.append(f"arch state (TDX: pending pages) {arch[0]!r} -> {arch[1]!r}")
     if diff:
         g.host.rollback_failures.append(
             f"{name} on gmem#{g.host.files.index(g) if g in g.host.files else '?'} failed with "
@@ -181,6 +190,7 @@ def convert_range(g: GuestMemfd, start: int, nr: int, to_shared: bool) -> None:
     execute, roll back on failure (WARN when the rollback fails)."""
     if not g.supports_shared:
         return  # no shareability tree: the work list is empty
+    g.vm.check_convert(g, start, start + nr, to_shared)
     target = SHARED if to_shared else PRIVATE
     work = compute_work(g, start, nr, target)
     if not work:
@@ -214,9 +224,11 @@ def convert_range_prealloc(g: GuestMemfd, start: int, nr: int, to_shared: bool) 
     """The ``prealloc`` revision (v8 ``__kvm_gmem_set_attributes`` order, with HugeTLB kept):
     compute the work, preallocate maple-tree nodes (ENOMEM), check refcounts (EAGAIN, one LRU
     drain, error index clamped), prepare every split and merge (stash, vmemmap, filemap
-    slots: ENOMEM); then past the point of no return apply everything, which cannot fail."""
+    slots: ENOMEM), remove private pages from the arch's page tables (TDX: EIO on a fatal
+    error); then past the point of no return apply everything, which cannot fail."""
     if not g.supports_shared:
         return
+    g.vm.check_convert(g, start, start + nr, to_shared)
     target = SHARED if to_shared else PRIVATE
     work = compute_work(g, start, nr, target)
     if not work:
@@ -226,8 +238,8 @@ def convert_range_prealloc(g: GuestMemfd, start: int, nr: int, to_shared: bool) 
     if f is not None:  # kvm_gmem_mas_preallocate(): the store's nodes are allocated up front
         g.host.note_fault(f)
         raise ConvFailure(ENOMEM, None, "kvm_gmem_mas_preallocate: maple tree preallocation failed")
-    for w in work:  # arch pre-checks (TDX: S-EPT demote and removal) before the point of no return
-        g.vm.prepare_convert(g, w.start, w.end, to_shared)
+    for w in work:  # arch checks that change nothing (TDX: S-EPT demote, held folios)
+        g.vm.precheck_convert(g, w.start, w.end, to_shared)
     if not to_shared:
         for w in work:
             unmap_mapping_pages(g, w.start, w.end)
@@ -236,6 +248,13 @@ def convert_range_prealloc(g: GuestMemfd, start: int, nr: int, to_shared: bool) 
             if bad is not None:
                 raise ConvFailure(EAGAIN, bad, f"folio at index {bad:#x} has unexpected references")
     plan = restructure.prepare_restructure(g, work, to_shared)
+    if to_shared:  # the last step that can fail (TDX: a fatal S-EPT removal, EIO), after every
+        try:       # allocation: a failed conversion never cleared the guest's private pages
+            for w in work:
+                g.vm.remove_for_convert(g, w.start, w.end)
+        except ConvFailure:
+            restructure.cancel_restructure(g, plan)
+            raise
     # --- point of no return ---
     for w in work:
         if to_shared:

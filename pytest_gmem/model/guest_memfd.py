@@ -242,14 +242,17 @@ class GuestMemfd:
 
     def _map_guest(self, start: int, end: int, private: bool) -> None:
         """Mirrors ``kvm_tdp_mmu_map`` at ``kvm_gmem_max_mapping_level``: huge only for a fully
-        private range with an unsplit folio (``kvm_gmem_mapping_order``); cannot fail."""
+        private range with an unsplit folio (``kvm_gmem_mapping_order``) that the arch allows
+        (``vm.may_map_huge``: TDX maps at the guest's accept level); cannot fail."""
         n = self.nr_pages_in_folio
         for run in list(self.filemap.runs(start, end)):
             s, e = max(run.start, start), min(run.end, end)
-            if private and run.folio_nr > 1 and not self.share.has_any(run.start, run.end, SHARED):
-                if self.guest.level_at(run.start) != level_for_order(n):
-                    self.guest.zap(run.start, run.end)
-                    self.guest.install(run.start, run.end, level_for_order(run.folio_nr), True)
+            huge = private and run.folio_nr > 1 and not self.share.has_any(run.start, run.end, SHARED)
+            if huge and self.guest.level_at(run.start) == level_for_order(n):
+                continue
+            if huge and self.vm.may_map_huge(self, run.start, run.end):
+                self.guest.zap(run.start, run.end)
+                self.guest.install(run.start, run.end, level_for_order(run.folio_nr), True)
             else:
                 for ms, me, m in list(self.guest.map.items(s, e)):
                     if m.level != "4K" or m.private != private:

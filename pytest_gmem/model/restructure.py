@@ -333,10 +333,17 @@ def prepare_restructure(g: GuestMemfd, work: list[Work], to_shared: bool) -> Pla
                     raise _fail(ENOMEM, None, "__kvm_gmem_filemap_add_folio: xarray preallocation failed")
                 plan.merges.append(FolioRun(h, h + n, f.block, 1))
     except Exception:
-        for block in plan.prepared:
-            g.alloc.cancel_split(block)
+        cancel_restructure(g, plan)
         raise
     return plan
+
+
+def cancel_restructure(g: GuestMemfd, plan: Plan) -> None:
+    """Give back what ``prepare_restructure`` prepared (stash, vmemmap) when a later step of a
+    ``prealloc`` conversion fails before the point of no return; cannot fail."""
+    for block in plan.prepared:
+        g.alloc.cancel_split(block)
+    plan.prepared.clear()
 
 
 def _prepare_freeze(g: GuestMemfd, block: Block, start: int, end: int, folio_nr: int, req_start: int) -> None:

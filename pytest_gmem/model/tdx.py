@@ -9,9 +9,13 @@ What the model does, and the reading of upstream behind it (docs/tdx-and-vmm.md 
 sources):
 
 * To-shared conversion removes the range from the S-EPT in its pre-check phase (RFC v2
-  ``kvm_gmem_convert_should_proceed``; the ``prealloc`` revision does it before its point of no
-  return, as Yan Zhao proposed). Huge S-EPT entries straddling the range are demoted first, so
+  ``kvm_gmem_convert_should_proceed``); the ``prealloc`` revision demotes first and removes as
+  its last step that can fail, after every allocation, so a failed conversion leaves the
+  guest's pages mapped and accepted (Yan Zhao's requirement). Huge S-EPT entries straddling the
+  range are demoted first (ENOMEM when the split's page table page cannot be allocated), so
   pages outside the range stay mapped and accepted.
+* The S-EPT maps private memory at the level the guest accepted it; 4K entries are never
+  promoted (no ``TDH.MEM.PAGE.PROMOTE`` in the model).
 * ``TDX_OPERAND_BUSY`` is retried ``tdx_busy_retries`` times (upstream ``tdh_do_no_vcpus``: one
   retry with every vCPU kicked out, "expected to succeed"). A BUSY that outlives the retries is
   treated like any other error: ``TDX_BUG_ON`` -> ``KVM_BUG_ON``.
@@ -29,7 +33,7 @@ sources):
   using it; touching a pending page raises :class:`UnacceptedAccess`. Private memory that has
   been private since the file was created counts as accepted (added at TD build time).
 * A dead VM touches nothing: guest access and accept fail with EIO, conversions of its files
-  fail with EIO before anything changes, no SEAMCALL is issued; zaps (punch hole, close)
+  fail with EIO before anything is allocated, no SEAMCALL is issued; zaps (punch hole, close)
   reclaim its S-EPT entries without SEAMCALLs (TD teardown's ``TDH.PHYMEM.PAGE.RECLAIM``).
 """
 
@@ -41,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import faults
 
 from . import truncate
-from .errors import EFAULT, EINVAL, EIO, ConvFailure, GuestFault
+from .errors import EFAULT, EINVAL, EIO, ENOMEM, ConvFailure, GuestFault, oserror
 from .folio import Block
 from .intervals import IntervalMap
 from .shareability import PRIVATE, SHARED
@@ -59,6 +63,14 @@ P_PAGE_REMOVE = faults.declare(
     every vCPU out (tdh_do_no_vcpus); any other error, or BUSY after the retries, is a KVM or
     TDX-module bug: KVM_BUG_ON (the VM dies), and with tdx_fatal_policy="leak" the folio is
     held forever (tdx_hold_page_on_error) so it is never reused.""",
+)
+P_SPLIT_ALLOC = faults.declare(
+    "tdp_mmu_alloc_sp_for_split", {"ENOMEM"},
+    """The page table page (and the S-EPT page behind it) that splitting a huge private S-EPT
+    leaf needs, allocated before TDH.MEM.PAGE.DEMOTE (kvm_split_cross_boundary_leafs in the
+    TDX huge page series: "may fail due to memory allocation for splitting ... fail the
+    ioctl"). A to-shared conversion fails with ENOMEM before anything was removed; so does a
+    punch hole ("bail out if kvm_gmem_split_private() returns error").""",
 )
 P_PAGE_DEMOTE = faults.declare(
     "tdh_mem_page_demote", {"tdx_error"},
@@ -153,26 +165,68 @@ class TdxVM(VM):
         return sum(lk.end - lk.start for lk in self.leaks)
 
     # --- arch hooks guest_memfd calls -------------------------------------------------------
-    def prepare_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
-        """The TDX part of a conversion's pre-checks: EIO on a dead VM; to shared, demote and
-        remove the range from the S-EPT (ConvFailure EIO / EFAULT on a fatal error)."""
-        if self.dead:
+    def check_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """A conversion of a dead TD's file that has anything to convert: EIO before any
+        allocation, nothing changes."""
+        if self.dead and g.share.has_any(start, end, PRIVATE if to_shared else SHARED):
             raise ConvFailure(EIO, start, f"the TD is bugged (KVM_BUG_ON: {self.death}); "
                                           "KVM refuses to touch its memory")
-        if to_shared:
-            self._remove_range(g, start, end, converting=True)
+
+    def precheck_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """To shared: demote the huge S-EPT entries straddling the range (``ConvFailure`` ENOMEM
+        when the split's page table page cannot be allocated, EIO on a fatal SEAMCALL error),
+        and fail (EFAULT) when a folio of the range is held by TDX after an earlier failure
+        (``kvm_gmem_private_has_safe_refcount``, Yan's proposal). Changes nothing the guest sees."""
+        if not to_shared:
+            return
+        self._demote(g, start, end, converting=True)
+        self._check_held(g, start, end)
+
+    def remove_for_convert(self, g: GuestMemfd, start: int, end: int) -> None:
+        """``tdx_sept_remove_private_spte`` on every private entry of a to-shared work item
+        (the pages are cleared and, if the conversion fails, come back PENDING); a fatal error
+        bugs the VM: under "bug-vm" ``ConvFailure`` EIO, under "leak" the folio is held and
+        ``kvm_gmem_private_has_safe_refcount`` fails the conversion (EFAULT)."""
+        failed = self._remove(g, start, end)
+        if failed is not None and self.fatal_policy == "bug-vm":
+            raise ConvFailure(EIO, failed, f"TDH.MEM.PAGE.REMOVE at {failed << PAGE_SHIFT:#x} failed; "
+                                           f"KVM_BUG_ON: the TD is dead")
+        self._check_held(g, start, end)
+
+    def _check_held(self, g: GuestMemfd, start: int, end: int) -> None:
+        """``kvm_gmem_private_has_safe_refcount`` (Yan's proposal): EFAULT when a folio of
+        ``[start, end)`` is held by TDX (``tdx_hold_page_on_error``)."""
+        for lk in self.leaks:
+            if lk.gmem is g and lk.start < end and lk.end > start and lk.resident():
+                raise ConvFailure(EFAULT, None, f"kvm_gmem_private_has_safe_refcount: folio at "
+                                                f"{lk.start << PAGE_SHIFT:#x} is held by TDX after "
+                                                f"a failed {lk.level} removal ({lk.error})")
+
+    def may_map_huge(self, g: GuestMemfd, start: int, end: int) -> bool:
+        """TDX maps private memory at the level the guest accepted it: a huge S-EPT leaf only
+        where nothing of ``[start, end)`` is PENDING and no 4K entry is there already (the model
+        has no TDH.MEM.PAGE.PROMOTE: 4K entries stay 4K)."""
+        if next(iter(self.pending(g).items(start, end)), None) is not None:
+            return False
+        return next(iter(g.guest.map.items(start, end)), None) is None
+
+    def rollback_state(self, g: GuestMemfd) -> object:
+        """The accept state: a failed conversion that removed nothing leaves it as it was."""
+        return tuple(self.pending_ranges(g))
 
     def unmap_private(self, g: GuestMemfd, start: int, end: int) -> None:
         """``kvm_gmem_unmap_private``: normally nothing is left, ``prepare_convert`` removed it."""
         if not self.dead:
-            self._remove_range(g, start, end, converting=False)
+            self._remove_range(g, start, end)
 
     def zap_all(self, g: GuestMemfd, start: int, end: int) -> None:
         """``kvm_gmem_invalidate_begin_and_zap`` (punch hole, release): shared EPT entries go,
-        private ones are removed from the S-EPT (fatal errors bug the VM, never fail the call)."""
+        private ones are removed from the S-EPT (fatal errors bug the VM, never fail the call; punch
+        hole fails with OSError ENOMEM, before anything changes, when a straddling huge S-EPT
+        entry cannot be split)."""
         g.guest.zap(start, end, private=False)
         if not self.dead:
-            self._remove_range(g, start, end, converting=False)
+            self._remove_range(g, start, end)
         if self.dead:
             self._reclaim(g, start, end)
             return
@@ -212,13 +266,29 @@ class TdxVM(VM):
             g._map_guest(s, e, True)
 
     # --- S-EPT removal ------------------------------------------------------------------------
-    def _remove_range(self, g: GuestMemfd, start: int, end: int, converting: bool) -> None:
+    def _remove_range(self, g: GuestMemfd, start: int, end: int) -> None:
         """Demote the huge S-EPT entries straddling ``[start, end)``, then remove every private
-        entry in it. ``converting``: a fatal error raises ConvFailure (EIO; EFAULT when a page
-        is held), and a page held from an earlier failure fails the conversion (EFAULT)."""
+        entry in it; fatal errors bug the VM and are not reported to the caller (zaps)."""
+        if self._demote(g, start, end, converting=False):
+            self._remove(g, start, end)
+
+    def _demote(self, g: GuestMemfd, start: int, end: int, converting: bool) -> bool:
+        """``tdx_sept_split_private_spt`` (``TDH.MEM.PAGE.DEMOTE``) on every huge private entry
+        straddling ``[start, end)``, after allocating the page table page the split needs
+        (``tdp_mmu_alloc_sp_for_split``: ENOMEM). ``converting``: failures raise ConvFailure
+        (ENOMEM; EIO after a fatal error); in a zap, ENOMEM is an OSError (punch hole fails
+        before anything changed) and a fatal error returns False (the VM is bugged)."""
         for s, e, m in list(g.guest.map.items(start, end, clip=False)):
             if not m.private or m.level == "4K" or (start <= s and e <= end):
                 continue
+            f = P_SPLIT_ALLOC.hit(index=s, level=m.level, start=start, end=end)
+            if f is not None:
+                self.host.note_fault(f)
+                why = (f"tdp_mmu_alloc_sp_for_split: no page table page to split the {m.level} "
+                       f"S-EPT entry at {s << PAGE_SHIFT:#x}")
+                if converting:
+                    raise ConvFailure(ENOMEM, None, why)
+                raise oserror(ENOMEM, why)
             err = self._seamcall(P_PAGE_DEMOTE, index=s, level=m.level, start=start, end=end)
             if err is None:
                 g.guest.map.clear(s, e)
@@ -228,8 +298,12 @@ class TdxVM(VM):
             if converting:
                 raise ConvFailure(EIO, s, f"TDH.MEM.PAGE.DEMOTE of the {m.level} S-EPT entry at "
                                           f"{s << PAGE_SHIFT:#x} failed with {err.code}")
-            return
-        failed: int | None = None
+            return False
+        return True
+
+    def _remove(self, g: GuestMemfd, start: int, end: int) -> int | None:
+        """Remove every private S-EPT entry in ``[start, end)`` (huge ones whole); returns the
+        index whose removal failed fatally, or None."""
         for s, e, m in list(g.guest.map.items(start, end, clip=False)):
             if not m.private:
                 continue
@@ -238,19 +312,8 @@ class TdxVM(VM):
             else:
                 bad = self._remove_pages(g, max(s, start), min(e, end), "4K")
             if bad is not None:
-                failed = bad
-                break
-        if not converting:
-            return
-        if failed is not None and self.fatal_policy == "bug-vm":
-            raise ConvFailure(EIO, failed, f"TDH.MEM.PAGE.REMOVE at {failed << PAGE_SHIFT:#x} failed; "
-                                           f"KVM_BUG_ON: the TD is dead")
-        # kvm_gmem_private_has_safe_refcount (Yan's proposal): a folio TDX holds fails it
-        for lk in self.leaks:
-            if lk.gmem is g and lk.start < end and lk.end > start and lk.resident():
-                raise ConvFailure(EFAULT, None, f"kvm_gmem_private_has_safe_refcount: folio at "
-                                                f"{lk.start << PAGE_SHIFT:#x} is held by TDX after "
-                                                f"a failed {lk.level} removal ({lk.error})")
+                return bad
+        return None
 
     def _remove_pages(self, g: GuestMemfd, start: int, end: int, level: str) -> int | None:
         """``tdx_sept_remove_private_spte`` on each S-EPT entry of ``[start, end)`` (one huge

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import EIO, GuestFault
+from .errors import EIO, ConvFailure, GuestFault
 from .host import user_op
+from .shareability import PRIVATE, SHARED
 from .units import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -60,9 +61,37 @@ class VM:
         if self.dead:
             raise GuestFault(EIO, offset, "the VM is bugged (KVM_BUG_ON); KVM_RUN returns -EIO")
 
+    def check_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """Before a conversion allocates anything: a bugged VM's files are not touched when the
+        range has something to convert (``ConvFailure`` EIO; the model's reading of KVM_BUG_ON,
+        see docs/tdx-and-vmm.md)."""
+        if self.dead and g.share.has_any(start, end, PRIVATE if to_shared else SHARED):
+            raise ConvFailure(EIO, start, "the VM is bugged (KVM_BUG_ON); KVM refuses to touch its memory")
+
+    def precheck_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
+        """Arch checks of one work item that change nothing the guest can see (TDX: the S-EPT
+        split of huge entries straddling the range, a folio TDX holds); may raise ``ConvFailure``."""
+        return None
+
+    def remove_for_convert(self, g: GuestMemfd, start: int, end: int) -> None:
+        """Arch removal of a to-shared work item's private pages while the conversion can still
+        fail (TDX: ``TDH.MEM.PAGE.REMOVE``; ``ConvFailure`` EIO on a fatal error)."""
+        return None
+
     def prepare_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
-        """Arch pre-check of one conversion work item, before anything changes (every revision):
-        may raise ``ConvFailure`` (TDX: dead VM, S-EPT demote/removal failures)."""
+        """The arch part of ``kvm_gmem_convert_should_proceed`` for one work item (rfc-v2, fixed):
+        ``precheck_convert``, then to shared ``remove_for_convert``."""
+        self.precheck_convert(g, start, end, to_shared)
+        if to_shared:
+            self.remove_for_convert(g, start, end)
+
+    def may_map_huge(self, g: GuestMemfd, start: int, end: int) -> bool:
+        """Whether a fault may install one huge private mapping for ``[start, end)`` (an unsplit,
+        fully private folio not yet mapped huge); TDX maps at the level the guest accepted."""
+        return True
+
+    def rollback_state(self, g: GuestMemfd) -> object:
+        """Arch state a failed conversion must restore (TDX: the accept state); None here."""
         return None
 
     def unmap_private(self, g: GuestMemfd, start: int, end: int) -> None:

@@ -32,6 +32,7 @@ def test_catalog_lists_the_tdx_points() -> None:
     cat = {p.name: p for p in faults.catalog()}
     assert cat["tdh_mem_page_remove"].kinds == {"tdx_error"}
     assert cat["tdh_mem_page_demote"].kinds == {"tdx_error"}
+    assert cat["tdp_mmu_alloc_sp_for_split"].kinds == {"ENOMEM"}
 
 
 def test_default_policy_and_bad_values() -> None:
@@ -306,3 +307,102 @@ def test_invariant_sees_a_dead_vm_mapping_something() -> None:
     g.guest.install(2 * MB // 4096, 2 * MB // 4096 + 1, "4K", True)
     with pytest.raises(AssertionError, match=r"tdx dead"):
         host.check()
+
+
+# --- what a failed conversion leaves (review fixes) -------------------------------------------
+PREALLOC_ENOMEM_POINTS = ("kvm_gmem_shareability_store", "guestmem_hugetlb_stash_metadata",
+                          "hugetlb_vmemmap_restore_folio", "__kvm_gmem_filemap_add_folio",
+                          "tdp_mmu_alloc_sp_for_split")
+
+
+@pytest.mark.parametrize("point", PREALLOC_ENOMEM_POINTS)
+def test_prealloc_failed_to_shared_leaves_the_private_page_accepted_and_intact(point: str) -> None:
+    """prealloc removes nothing from the S-EPT before its last failure point: an ENOMEM leaves
+    the guest's page mapped, accepted and with its contents (Yan Zhao: the guest may go on
+    using it without accepting it again)."""
+    host = Host(hugetlb={"2M": 8}, revision="prealloc", check_rollback=True)
+    vm = host.create_vm(vm_type="tdx")
+    g = vm.create_guest_memfd(size="4M", mmap=True, init_private=True, page_size="2M")
+    g.guest_write(0, b"secret")
+    with faults.scope(record=True) as sc, faults.inject(point, "ENOMEM"), \
+            pytest.raises(ConversionError) as info:
+        g.convert_shared(0, "4K")
+    assert info.value.errno == errno.ENOMEM
+    assert not any(e.point == "tdh_mem_page_remove" for e in sc.trace)
+    assert vm.pending_ranges(g) == [] and not vm.dead
+    assert g.guest_read(0, 6) == b"secret"  # no UnacceptedAccess, nothing cleared
+    assert host.rollback_failures == []
+    host.check()
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_demote_allocation_failure_is_a_clean_enomem(revision: str) -> None:
+    """Splitting a huge S-EPT leaf needs a page table page (tdp_mmu_alloc_sp_for_split): its
+    ENOMEM fails the conversion and a punch hole before anything is removed; the VM lives."""
+    host, vm, g = make(revision=revision)
+    host.check_rollback = True
+    g.guest_write(0, b"x" * 8192)
+    with faults.inject("tdp_mmu_alloc_sp_for_split", "ENOMEM"), pytest.raises(ConversionError) as info:
+        g.convert_shared(4096, "4K")
+    assert info.value.errno == errno.ENOMEM and not vm.dead
+    assert g.guest_mapping_level(0) == "2M" and vm.pending_ranges(g) == []
+    assert g.guest_read(0, 8192) == b"x" * 8192
+    with faults.inject("tdp_mmu_alloc_sp_for_split", "ENOMEM"), pytest.raises(OSError) as punch:
+        g.punch_hole(4096, 4096)
+    assert punch.value.errno == errno.ENOMEM and g.guest_read(4096, 4) == b"xxxx"
+    assert host.rollback_failures == []
+    host.check()
+    g.convert_shared(4096, "4K")  # without the fault both work
+    assert g.guest_mapping_level(0) == "4K" and g.guest_read(0, 4) == b"xxxx"
+    host.check()
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_partial_accept_maps_only_what_was_accepted(revision: str) -> None:
+    """TDX maps private memory at the guest's accept level: accepting one 4K page of a PENDING
+    2M range maps that page at 4K, never the pending rest."""
+    host, vm, g = make(revision=revision, size="2M", init_private=False)
+    g.convert_private(0, "2M")
+    assert vm.pending_ranges(g) == [(0, 2 * MB)]
+    g.guest_accept(0, 4096)
+    assert g.guest_mapping_level(0) == "4K" and g.guest_mapping_level(4096) is None
+    assert vm.pending_ranges(g) == [(4096, 2 * MB)]
+    host.check()
+    g.guest_accept(0, 2 * MB)  # the rest accepted: its 4K entries stay 4K (no PROMOTE)
+    assert g.guest_mapping_level(0) == "4K" and g.guest_mapping_level(2 * MB - 4096) == "4K"
+    host.check()
+    fresh_host, _vm, fresh = make(revision=revision, size="2M", init_private=False)
+    fresh.convert_private(0, "2M")
+    fresh.guest_accept(0, 2 * MB)  # accepted whole: one huge entry
+    assert fresh.guest_mapping_level(0) == "2M"
+    fresh_host.check()
+
+
+def test_accepting_one_page_never_promotes_its_neighbours() -> None:
+    host, vm, g = make(revision="prealloc", size="2M")
+    g.guest_write(0, b"x")
+    seamcalls = vm.seamcalls
+    g.convert_shared(5 * 4096, "4K")
+    g.convert_private(5 * 4096, "4K")
+    g.guest_accept(5 * 4096, 4096)
+    assert g.guest_mapping_level(0) == "4K" and g.guest_mapping_level(5 * 4096) == "4K"
+    assert vm.seamcalls > seamcalls
+    host.check()
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_dead_vm_conversion_fails_with_eio_before_any_allocation(revision: str) -> None:
+    """A conversion of a dead TD's file fails with EIO before compute_work or the maple tree
+    preallocation can fail (a VMM would otherwise retry an ENOMEM against a dead VM)."""
+    _host, vm, g = make(revision=revision)
+    g.guest_write(0, b"x")
+    with remove_error("fatal"), pytest.raises(ConversionError):
+        g.convert_shared(0, "4K")
+    assert vm.dead
+    with faults.scope(record=True) as sc, \
+            faults.inject("kvm_gmem_convert_compute_work", "ENOMEM", times=None), \
+            faults.inject("kvm_gmem_shareability_store", "ENOMEM", times=None), \
+            pytest.raises(ConversionError) as info:
+        g.convert_shared(2 * MB, "4K")
+    assert info.value.errno == errno.EIO
+    assert not sc.trace  # no fault point was reached

@@ -33,10 +33,13 @@ class Scenario:
 
 
 def build(revision: str, fatal_policy: str, to_shared: bool) -> Scenario:
-    """A 4M TDX file of 2M pages. To shared: the guest touched every 1M (huge S-EPT entries);
-    the range straddles both huge pages, so both are demoted. To private: the host wrote
-    every 1M and the VMM holds a pin it owns on one page of the range."""
-    host = Host(hugetlb={"2M": 8}, revision=revision)
+    """A 4M TDX file of 2M pages, with the rollback check on (a conversion failing with ENOMEM
+    or EAGAIN without a WARN must leave the file and the accept state as they were). To
+    shared: the guest touched every 1M (huge S-EPT entries); ``[4K, 2M + 8K)`` straddles both
+    huge pages, so both are demoted. To private: the host wrote every 1M, the page at 2M + 4K
+    is private already and the VMM holds a pin it owns on the page at 1M; ``[0, 2M + 8K)`` is
+    two work items, and the first huge page merges once it is all private."""
+    host = Host(hugetlb={"2M": 8}, revision=revision, check_rollback=True)
     vm = host.create_vm(vm_type="tdx", tdx_fatal_policy=fatal_policy)
     g = vm.create_guest_memfd(size="4M", mmap=True, init_private=to_shared, page_size="2M")
     m = g.mmap()
@@ -46,9 +49,11 @@ def build(revision: str, fatal_policy: str, to_shared: bool) -> Scenario:
             g.guest_write(off, b"guest")
         else:
             m.write(off, b"host")
-    if not to_shared:
-        policy.own(m.pin(MB, K4))
-    return Scenario(host, vm, g, m, policy, K4, 2 * MB + 2 * K4, to_shared)
+    if to_shared:
+        return Scenario(host, vm, g, m, policy, K4, 2 * MB + 2 * K4, to_shared)
+    g.convert_private(2 * MB + K4, K4)
+    policy.own(m.pin(MB, K4))
+    return Scenario(host, vm, g, m, policy, 0, 2 * MB + 2 * K4, to_shared)
 
 
 def run(sc: Scenario) -> Result:
@@ -198,7 +203,7 @@ def test_sweep_never_leaves_the_guest_believing_a_failed_conversion_succeeded(
     catalog = [p for p in faults.catalog() if p.name in reached]
     assert catalog, "the conversion reached no fault point"
     if to_shared:
-        assert {"tdh_mem_page_demote", "tdh_mem_page_remove"} <= reached.keys()
+        assert {"tdp_mmu_alloc_sp_for_split", "tdh_mem_page_demote", "tdh_mem_page_remove"} <= reached.keys()
     runs = failed = defects = 0
     outcomes: dict[int, int] = {}
     for point in catalog:
