@@ -22,11 +22,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("kernel-bug", "KernelBug"),
     ("not-fired", "not fired"),
     ("failed", "failed"),
+    ("skipped", "skipped"),
 )
 #: Fill colours of the picture, per outcome.
 COLOURS = {
     "clean": "#2e7d32", "success": "#66bb6a", "warn": "#f9a825", "invariant": "#ef6c00",
     "kernel-bug": "#c62828", "not-fired": "#9e9e9e", "failed": "#6a1b9a",
+    "skipped": "#78909c",
 }
 REVISION_ORDER = ("rfc-v2", "fixed", "prealloc")
 
@@ -78,7 +80,7 @@ def examples(records: Sequence[Mapping[str, Any]], per_cell: int = 1) -> list[st
     out = []
     for rec in records:
         outcome = str(rec.get("outcome"))
-        if outcome in ("clean", "success"):
+        if outcome in ("clean", "success", "skipped"):
             continue
         key = (str(rec.get("revision")), int(rec.get("depth") or 1), outcome)
         if seen.get(key, 0) >= per_cell:
@@ -203,7 +205,8 @@ def write_pictures(json_path: str, records: Sequence[Mapping[str, Any]], command
 def check_pattern(report: Mapping[str, Any]) -> list[str]:
     """What is wrong with a ``--gmem-compare=all`` JSON report against the expected design
     comparison: ``rfc-v2`` has KernelBug and WARN scenarios, ``fixed`` no KernelBug, ``prealloc``
-    only clean or successful ones (single-fault sweeps). Empty when all holds."""
+    only clean or successful ones (single-fault sweeps; a scenario whose test skipped itself
+    says nothing either way). Empty when all holds."""
     table = report.get("sweep", {}).get("comparison", {})
     problems = []
 
@@ -219,7 +222,7 @@ def check_pattern(report: Mapping[str, Any]) -> list[str]:
         problems.append(f"rfc-v2 should have KernelBug and WARN scenarios: {rfc}")
     if fixed and fixed.get("kernel-bug"):
         problems.append(f"fixed should have no KernelBug scenario: {fixed}")
-    if pre and any(n for k, n in pre.items() if k not in ("clean", "success")):
+    if pre and any(n for k, n in pre.items() if k not in ("clean", "success", "skipped")):
         problems.append(f"prealloc should have only clean or successful scenarios: {pre}")
     return problems
 

@@ -228,7 +228,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         result = yield
     except BaseException as exc:
         if sweep is not None:
-            sweep.body_raised(exc)
+            sweep.body_raised(exc, skipped=_is_skip(exc))
         _after_body(item, run, body_failed=True)
         raise
     _after_body(item, run, body_failed=False)
@@ -236,6 +236,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if failure:
         pytest.fail(failure, pytrace=False)
     return result
+
+
+def _is_skip(exc: BaseException) -> bool:
+    """``pytest.skip()`` / ``pytest.xfail()``: the test chose not to go on, it did not fail."""
+    return isinstance(exc, (pytest.skip.Exception, pytest.xfail.Exception))
 
 
 def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
@@ -284,6 +289,11 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     run = item.stash.get(RUN, None)
     try:
         result = yield
+    except BaseException as exc:  # a fixture's teardown failed (the plugin's own checks come below)
+        sweep = item.stash.get(SWEEP, None)
+        if sweep is not None and not _is_skip(exc):
+            sweep.outside_body_raised("teardown", exc)
+        raise
     finally:
         if run is not None:
             earlier = bool(run.problems)
@@ -307,6 +317,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if run is None:
         return report
     sweep = item.stash.get(SWEEP, None)
+    if sweep is not None and report.when == "setup" and report.failed:
+        sweep.outside_body_raised("setup", call.excinfo.value if call.excinfo else Exception(report.longreprtext))
     if sweep is not None and not sweep.census_mode:
         sweep_report(item, run, sweep, report)
     phases = item.stash.setdefault(PHASES, {})

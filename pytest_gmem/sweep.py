@@ -16,9 +16,10 @@ Two users:
 
 Outcomes (:data:`OUTCOMES`), in the order :func:`classify` checks them:
 ``kernel-bug`` (KernelBug raised), ``invariant`` (``host.check()`` failed), ``warn`` (a WARN not
-allowed), ``failed`` (the test's own assertions failed), ``not-fired`` (the fault never fired),
-``clean`` (it fired and an error reached the caller, all checks passed), ``success`` (it fired,
-the operation succeeded anyway, all checks passed).
+allowed), ``failed`` (the test's own assertions failed, in its body or in a fixture's setup or
+teardown), ``skipped`` (the body called ``pytest.skip`` or ``pytest.xfail``), ``not-fired`` (the
+fault never fired), ``clean`` (it fired and an error reached the caller, all checks passed),
+``success`` (it fired, the operation succeeded anyway, all checks passed).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from typing import Any
 
 import faults
 
-OUTCOMES = ("clean", "success", "warn", "invariant", "kernel-bug", "not-fired", "failed")
-#: Outcomes that pass in a plain sweep; every other outcome fails the item unless expected.
+OUTCOMES = ("clean", "success", "warn", "invariant", "kernel-bug", "not-fired", "failed", "skipped")
+#: Outcomes that pass in a plain sweep; every other outcome fails the item unless expected
+#: (a ``skipped`` item is reported as skipped by pytest itself).
 PASSING = frozenset({"clean", "success"})
 #: The phase whose hits a depth-2 sweep fails a second time.
 ROLLBACK = "rollback"
@@ -438,6 +440,7 @@ def classify(
     problems: Iterable[str],
     body_failed: bool,
     error_after_fire: bool,
+    skipped: bool = False,
 ) -> str:
     """One outcome word for a scenario (see the module docstring for the order)."""
     kinds = set(problems)
@@ -449,6 +452,8 @@ def classify(
         return "warn"
     if body_failed:
         return "failed"
+    if skipped:
+        return "skipped"
     if not fired:
         return "not-fired"
     return "clean" if error_after_fire else "success"
@@ -472,6 +477,11 @@ class ErrorWatch:
         for h in hosts:
             out.extend(list(getattr(h, "user_errors", ()))[self.marks.get(id(h), 0):])
         return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else ""
 
 
 # --- pytest-free sweeps -----------------------------------------------------------------------
@@ -608,6 +618,8 @@ class ItemState:
     watch: ErrorWatch = field(default_factory=ErrorWatch)
     fired: bool = False
     body_failed: bool = False
+    body_skipped: bool = False  # pytest.skip() / pytest.xfail() in the body: not a failure
+    phase_failed: str | None = None  # "setup" or "teardown": a fixture (not the plugin's checks) failed
     kernel_bug: bool = False
     detail: str = ""
 
@@ -618,10 +630,22 @@ class ItemState:
     def begin_body(self, scope: faults.Scope) -> None:
         self.body = BodyCensus(scope)
 
-    def body_raised(self, exc: BaseException) -> None:
+    def body_raised(self, exc: BaseException, *, skipped: bool = False) -> None:
+        """The body raised ``exc``; ``skipped``: it is pytest's skip or xfail, not a failure."""
+        if skipped:
+            self.body_skipped = True
+            self.detail = self.detail or f"skipped: {_first_line(exc)}"
+            return
         self.kernel_bug = self.kernel_bug or is_kernel_bug(exc)
         self.body_failed = True
-        self.detail = self.detail or f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.detail = self.detail or f"{type(exc).__name__}: {_first_line(exc)}"
+
+    def outside_body_raised(self, phase: str, exc: BaseException) -> None:
+        """A fixture failed in ``phase`` ("setup", "teardown"): the item errors, so the
+        scenario is ``failed`` (unless a KernelBug, WARN or invariant outranks it)."""
+        self.kernel_bug = self.kernel_bug or is_kernel_bug(exc)
+        self.phase_failed = self.phase_failed or phase
+        self.detail = self.detail or f"{phase}: {type(exc).__name__}: {_first_line(exc)}"
 
     def end_body(self, scope: faults.Scope, hosts: Iterable[Any]) -> None:
         if self.body is not None and self.census is None:
@@ -641,8 +665,9 @@ class ItemState:
             fired=self.fired,
             kernel_bug=self.kernel_bug,
             problems=[str(getattr(p, "kind", p)) for p in problems],
-            body_failed=self.body_failed and not self.kernel_bug,
+            body_failed=(self.body_failed or self.phase_failed is not None) and not self.kernel_bug,
             error_after_fire=bool(errors),
+            skipped=self.body_skipped,
         )
 
     def failure_after_body(self) -> str | None:

@@ -408,3 +408,72 @@ def test_sweep_items_check_that_a_failed_conversion_changed_nothing(pytester: py
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=2)
+
+
+TEARDOWN_CHECK = """
+import pytest
+from pytest_gmem import ConversionError
+
+@pytest.fixture
+def data(gmem):
+    gmem.guest_write(0, b"private data")
+    yield gmem
+    assert gmem.shareability(0) == "shared", "teardown check: the conversion did not happen"
+
+@pytest.mark.gmem(size="2M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points="guestmem_hugetlb_stash_metadata", max_nth=1)
+def test_split(data):
+    try:
+        data.convert_shared(0, "4K")
+    except ConversionError:
+        pass
+"""
+
+
+@pytest.mark.parametrize("flags", [["--gmem-compare=fixed"], ["--gmem-revision=fixed"]])
+def test_a_fixture_failing_at_teardown_makes_the_scenario_failed(pytester: pytest.Pytester, flags: list[str]) -> None:
+    pytester.makepyfile(test_td=TEARDOWN_CHECK)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gmem-report=r.json", *flags)
+    result.assert_outcomes(passed=2, errors=1)  # the base item, the sweep item's body; its teardown
+    data = json.loads((pytester.path / "r.json").read_text())
+    (record,) = [t["sweep"] for t in data["tests"].values() if "sweep" in t]
+    assert record["outcome"] == "failed"
+    assert record["detail"].startswith("teardown: AssertionError: teardown check")
+    assert data["sweep"]["comparison"]["fixed"]["outcomes"]["failed"] == 1
+    assert data["sweep"]["comparison"]["fixed"]["outcomes"]["clean"] == 0
+
+
+SKIPPING = """
+import pytest
+from pytest_gmem import ConversionError
+
+@pytest.mark.gmem(size="2M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points="guestmem_hugetlb_stash_metadata")
+def test_s(gmem):
+    gmem.guest_write(0, b"x")
+    try:
+        gmem.convert_shared(0, "4K")
+    except ConversionError as exc:
+        pytest.{how}(f"conversion refused ({{exc.errno}})")
+"""
+
+
+@pytest.mark.parametrize(("how", "pytest_outcome"), [("skip", "skipped"), ("xfail", "xfailed")])
+def test_skip_or_xfail_in_a_sweep_body_is_skipped_not_failed(
+    pytester: pytest.Pytester, how: str, pytest_outcome: str
+) -> None:
+    from pytest_gmem.compare import check_pattern, main
+
+    pytester.makepyfile(test_sk=SKIPPING.format(how=how))
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gmem-compare=prealloc", "--gmem-report=r.json")
+    result.assert_outcomes(passed=1, **{pytest_outcome: 1})
+    result.stdout.fnmatch_lines(["revision * scenarios * clean * success * WARN * invariant * KernelBug * skipped",
+                                 "prealloc * 1 * 0 * 0 * 0 * 0 * 0 * 1"])
+    data = json.loads((pytester.path / "r.json").read_text())
+    (record,) = data["sweep"]["scenarios"]
+    assert record["outcome"] == "skipped" and record["detail"].startswith("skipped: conversion refused")
+    assert data["sweep"]["comparison"]["prealloc"]["outcomes"]["skipped"] == 1
+    assert data["sweep"]["comparison"]["prealloc"]["outcomes"]["failed"] == 0
+    assert ">skipped<" in (pytester.path / "r.svg").read_text()
+    assert check_pattern(data) == ["no rfc-v2 scenarios in the comparison", "no fixed scenarios in the comparison"]
+    assert main([str(pytester.path / "r.json")]) == 1  # only for the two missing rows
