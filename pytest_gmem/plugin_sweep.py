@@ -89,7 +89,8 @@ class Sweeps:
                 f"gmem: --gmem-compare={value!r}: name at least one revision ({', '.join(known)}) or 'all'"
             )
         try:
-            return [cfg.check_revision(n, "--gmem-compare", known) for n in names]
+            # "fixed,fixed" is one revision: one item per scenario, not two with the same node id
+            return list(dict.fromkeys(cfg.check_revision(n, "--gmem-compare", known) for n in names))
         except cfg.ConfigError as exc:
             raise pytest.UsageError(f"gmem: {exc}") from None
 

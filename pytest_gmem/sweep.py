@@ -102,7 +102,7 @@ def kind_label(kind: faults.Kind) -> str:
     return kind.label().replace("(", ".").replace(")", "").replace(",", ".").replace("=", "")
 
 
-def kind_args(kind: faults.Kind) -> tuple[str, tuple[tuple[str, Any], ...]]:
+def kind_args(kind: faults.Kind, where: str = "fault_sweep") -> tuple[str, tuple[tuple[str, Any], ...]]:
     """``(name, keyword arguments)`` that rebuild ``kind`` with :func:`faults.make_kind`."""
     if isinstance(kind, faults.Errno):
         return kind.code, ()
@@ -112,7 +112,8 @@ def kind_args(kind: faults.Kind) -> tuple[str, tuple[tuple[str, Any], ...]]:
         return kind.name, (("refs", kind.refs),)
     if isinstance(kind, faults.TdxError):
         return kind.name, (("code", kind.code),)
-    raise SweepError(f"cannot sweep kind {kind.label()!r}")
+    raise SweepError(f"{where}: cannot sweep kind {kind.label()!r} (a sweep re-arms its kinds by name: "
+                     "errno codes, speculative_refcount, extra_refcount, tdx_error)")
 
 
 # --- scenarios --------------------------------------------------------------------------------
@@ -217,14 +218,16 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
     kinds_t = (kinds,) if isinstance(kinds, (str, faults.Kind)) else tuple(kinds)
     if not kinds_t:
         raise SweepError(f"{where}: kinds must name at least one kind")
-    parsed = tuple(parse_kind(k, where) for k in kinds_t)
-    for kind in parsed:
-        kind_args(kind)  # a kind the sweep can re-arm
+    parsed: dict[str, faults.Kind] = {}
+    for k in kinds_t:
+        kind = parse_kind(k, where)
+        kind_args(kind, where)  # a kind the sweep can re-arm
+        parsed.setdefault(kind_label(kind), kind)  # "ENOMEM" and "enomem" are one kind: one item each nth
     max_nth = values.get("max_nth")
     if max_nth is not None and (isinstance(max_nth, bool) or not isinstance(max_nth, int) or max_nth < 1):
         raise SweepError(f"{where}: max_nth must be an integer >= 1 or None, got {max_nth!r}")
     depth = values.get("depth", default_depth)
-    if depth not in (1, 2) or isinstance(depth, bool):
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth not in (1, 2):
         raise SweepError(f"{where}: depth must be 1 or 2, got {depth!r}")
     expect = values.get("expect", ())
     if not isinstance(expect, (str, list, tuple, set, frozenset)):
@@ -235,7 +238,7 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
     bad = [e for e in expect_t if not isinstance(e, str) or e not in OUTCOMES]
     if bad:
         raise SweepError(f"{where}: unknown outcome(s) {bad!r} in expect; outcomes: {', '.join(OUTCOMES)}, any")
-    return SweepSpec(points_t, parsed, max_nth, int(depth), frozenset(expect_t))
+    return SweepSpec(points_t, tuple(parsed.values()), max_nth, int(depth), frozenset(expect_t))
 
 
 def _matches(point: str, globs: Iterable[str]) -> bool:

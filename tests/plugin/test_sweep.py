@@ -477,3 +477,58 @@ def test_skip_or_xfail_in_a_sweep_body_is_skipped_not_failed(
     assert ">skipped<" in (pytester.path / "r.svg").read_text()
     assert check_pattern(data) == ["no rfc-v2 scenarios in the comparison", "no fixed scenarios in the comparison"]
     assert main([str(pytester.path / "r.json")]) == 1  # only for the two missing rows
+
+
+DUPLICATES = """
+import pytest
+from pytest_gmem import ConversionError
+
+@pytest.mark.gmem(size="2M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points="guestmem_hugetlb_stash_metadata", kinds=KINDS)
+def test_d(gmem):
+    gmem.guest_write(0, b"x")
+    try:
+        gmem.convert_shared(0, "4K")
+    except ConversionError:
+        pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("kinds", "compare"),
+    [('("ENOMEM",)', "fixed,fixed"), ('("ENOMEM", "enomem")', "fixed"), ('"ENOMEM"', "fixed, fixed")],
+)
+def test_a_repeated_revision_or_kind_makes_one_item(pytester: pytest.Pytester, kinds: str, compare: str) -> None:
+    pytester.makepyfile(test_dup=DUPLICATES.replace("KINDS", kinds))
+    collected = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", f"--gmem-compare={compare}")
+    assert _ids(collected) == ["test_d", "test_d[fixed-sweep-guestmem_hugetlb_stash_metadata-ENOMEM-1]"]
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--gmem-compare={compare}", "--gmem-report=r.json")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["fixed * 1 * 1 * 0 *"])
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert len(data["sweep"]["scenarios"]) == data["sweep"]["comparison"]["fixed"]["scenarios"] == 1
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        ("kinds=(faults.Callback(lambda f: None),)",
+         "*marker fault_sweep on test_bad: cannot sweep kind 'callback(<lambda>)'*"),
+        ("depth=2.0", "*marker fault_sweep on test_bad: depth must be 1 or 2, got 2.0"),
+        ('depth="2"', "*marker fault_sweep on test_bad: depth must be 1 or 2, got '2'"),
+    ],
+)
+def test_bad_sweep_kind_or_depth_names_the_marker(pytester: pytest.Pytester, marker: str, expected: str) -> None:
+    pytester.makepyfile(
+        test_bad=f"""
+        import faults
+        import pytest
+
+        @pytest.mark.fault_sweep({marker})
+        def test_bad(gmem):
+            gmem.convert_private(0, "2M")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at setup of test_bad*", expected])
