@@ -5,18 +5,19 @@ While a test runs, pytest-cov's ``--cov-context=test`` labels data ``{nodeid}|se
 a fault *fires*: from then until the end of the phase (for the test body: until the plugin
 disarms every fault, right after the body) the context is::
 
-    {nodeid}|run|fault={point}:{KIND}#{nth}
+    {nodeid}|run|fault={point}:{kind}#{nth}
 
-and, when a second fault fires in the same phase, ``fault=a:ENOMEM#1+b:ENOMEM#3`` (firing
-order). At the end of the phase the plain ``{nodeid}|run`` is restored (or no dynamic context at
-all when nothing else labels tests), so ``coverage html --show-contexts`` shows, for each line,
-which injected fault reached it. Lines the test ran before the fault fired keep the plain label:
+(``{kind}`` spelled as in a sweep item's id, :func:`fault_label`) and, when a second fault
+fires in the same phase, ``fault=a:ENOMEM#1+b:ENOMEM#3`` (firing order). At the end of the
+phase the plain ``{nodeid}|run`` is restored (or no dynamic context at all when nothing else
+labels tests), so ``coverage html --show-contexts`` shows, for each line, which injected fault
+reached it. Lines the test ran before the fault fired keep the plain label:
 they ran whatever the fault.
 
 The label is taken when the fault fires rather than when it is armed: the same code serves a
 marker, ``--gmem-fault``, the ``faults`` fixture (whose armings may use globs, ``every`` or a
 probability, so the hit that fires is not known up front) and a sweep item (whose one fault,
-``point:KIND#n``, gets exactly the label its node id carries).
+``point-kind-n``, gets ``point:kind#n``: the fault its node id names).
 
 Nothing here imports coverage at module level: :func:`current_coverage` looks it up lazily and
 every method is a no-op when coverage is not installed or not measuring.
@@ -33,6 +34,11 @@ FAULT_SEP = "|fault="
 #: what a fault context looks like: ``[static|]{nodeid}|{phase}|fault={label}[+{label}...]``
 FAULT_CONTEXT_RE = re.compile(r"^(?P<test>.*)\|(?P<phase>setup|run|teardown)\|fault=(?P<faults>[^|]+)$")
 PHASES = {"setup": "setup", "call": "run", "teardown": "teardown"}
+#: appended to the node id of a sweep's census run (a copy of the test run at collection, with
+#: the scenario's faults armed but no fault hook called): its contexts are
+#: ``{nodeid}|census|{phase}``, never taken for a plain run of the test.
+CENSUS_SUFFIX = "|census"
+CENSUS_CONTEXT_RE = re.compile(r"\|census\|(setup|run|teardown)(\|fault=[^|]+)?$")
 
 
 def current_coverage() -> Any:
@@ -52,6 +58,15 @@ def phase_context(nodeid: str, phase: str) -> str:
     return f"{nodeid}|{PHASES.get(phase, phase)}"
 
 
+def fault_label(fired: Any) -> str:
+    """``{point}:{kind}#{nth}`` of a ``faults.Fired``, the kind spelled as in a sweep item's id
+    (``sweep.kind_label``: ``ENOMEM``, ``specref.hold3``, ``specref.forever``, ``tdx.busy``), so
+    that distinct kinds stay distinct (``Fired.label()`` says only ``speculative_refcount``)."""
+    from .sweep import kind_label
+
+    return f"{fired.point}:{kind_label(fired.kind)}#{fired.nth}"
+
+
 def fault_context(base: str, labels: list[str]) -> str:
     """``{base}|fault=a:ENOMEM#1+b:ENOMEM#2``."""
     return f"{base}{FAULT_SEP}{'+'.join(labels)}"
@@ -63,6 +78,12 @@ def split_fault_context(context: str) -> tuple[str, list[str]] | None:
     if m is None:
         return None
     return f"{m['test']}|{m['phase']}", m["faults"].split("+")
+
+
+def is_census_context(context: str) -> bool:
+    """A context of a sweep's census run (``{nodeid}|census|run``): neither a plain run nor a
+    fault's."""
+    return CENSUS_CONTEXT_RE.search(context) is not None
 
 
 def dynamic_context_conflict(cov: Any) -> str | None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .coverage_ctx import split_fault_context
+from .coverage_ctx import is_census_context, split_fault_context
 
 KINDS = ("errno", "rollback", "WARN", "KernelBug", "fault")
 SINK_CLASSES = frozenset({"ConversionError", "ConvFailure", "KernelBug", "GuestFault", "SigBus", "UnacceptedAccess"})
@@ -424,6 +424,8 @@ def reach(branches: Sequence[Branch], lines: Mapping[str, Mapping[str, Sequence[
         per_line = lines.get(b.file, {})
         for line in b.lines:
             for context in per_line.get(str(line), ()):
+                if is_census_context(context):  # a sweep's census run repeats a test or a sweep item
+                    continue
                 parsed = split_fault_context(context)
                 if parsed is None:
                     r.plain.add(context)

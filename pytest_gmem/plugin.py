@@ -72,7 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--gmem-cov-context", dest="gmem_cov_context", choices=("auto", "on", "off"), default="auto",
-        help="Label coverage.py data '{nodeid}|run|fault={point}:{KIND}#{nth}' from the moment a fault fires. "
+        help="Label coverage.py data '{nodeid}|run|fault={point}:{kind}#{nth}' ({kind} as in sweep item ids) "
+        "from the moment a fault fires. "
         "auto (default): with pytest-cov's --cov-context=test or --gmem-error-paths; on: whenever coverage "
         "is measuring; off: never.",
     )

@@ -78,8 +78,10 @@ class CoverageHooks:
             self.contexts.finish()
 
     def pytest_gmem_fault_fired(self, fired: Any) -> None:
+        from .coverage_ctx import fault_label
+
         if self.contexts.nodeid:
-            self.contexts.fired(fired.label())
+            self.contexts.fired(fault_label(fired))
 
     def pytest_sessionfinish(self) -> None:
         if self.measurement is None:

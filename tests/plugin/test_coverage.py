@@ -200,3 +200,70 @@ def test_bad_report_path_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--gmem-error-paths=tests")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*gmem: --gmem-error-paths=tests: the report path must end in .json*"])
+
+
+SPECREF = """
+import pytest
+from pytest_gmem import ConversionError
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points="filemap_remove_folio_for_restructuring", max_nth=1,
+                         kinds=("speculative_refcount(hold=3)", "speculative_refcount(hold=none)"))
+def test_sr(gmem):
+    gmem.guest_write(0, b"x")
+    try:
+        gmem.convert_shared(0, "4K")
+    except ConversionError:
+        pass
+"""
+
+
+def test_fault_context_names_the_kind_the_node_id_names(pytester: pytest.Pytester) -> None:
+    # two kinds of one fault class: two labels in the contexts and in the report's "by fault"
+    pytester.makepyfile(test_sr=SPECREF)
+    result = _run(pytester, "-p", "no:cacheprovider", "--gmem-revision=fixed", "--cov=pytest_gmem",
+                  "--cov-context=test", "--cov-report=", "--gmem-error-paths=ep.json")
+    result.assert_outcomes(passed=3)
+    point = "filemap_remove_folio_for_restructuring"
+    contexts = {c for c in _data(pytester).measured_contexts() if "fault=" in c}
+    assert contexts == {f"test_sr.py::test_sr[sweep-{point}-{kind}-1]|run|fault={point}:{kind}#1"
+                        for kind in ("specref.hold3", "specref.forever")}
+    report = json.loads((pytester.path / "ep.json").read_text())
+    labels = {label for b in report["branches"] for label in b["faults"]}
+    assert labels == {f"{point}:specref.hold3#1", f"{point}:specref.forever#1"}
+
+
+DEPTH2 = """
+import pytest
+from pytest_gmem import ConversionError
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points="kvm_gmem_shareability_store", max_nth=1, depth=2, expect="any")
+def test_conv(gmem):
+    gmem.guest_write(0, b"x")
+    try:
+        gmem.convert_shared(0, "4M")
+    except ConversionError:
+        pass
+"""
+
+
+@pytest.mark.parametrize("cov", [False, True], ids=["in-process", "pytest-cov"])
+def test_census_runs_are_not_plain_runs_in_coverage(pytester: pytest.Pytester, cov: bool) -> None:
+    # depth 2: the census of the rollback phase runs the test with the first fault armed; its
+    # lines must not count as reached without a fault
+    pytester.makepyfile(test_d2=DEPTH2)
+    flags = ["--cov=pytest_gmem", "--cov-context=test", "--cov-report="] if cov else []
+    result = _run(pytester, "-p", "no:cacheprovider", "--gmem-revision=fixed", *flags, "--gmem-error-paths=ep.json")
+    assert result.ret == 0
+    rows = json.loads((pytester.path / "ep.json").read_text())["branches"]
+    (rollback,) = [r for r in rows if r["function"] == "convert_range" and r["kind"] == "rollback"]
+    assert rollback["status"] == "fault-only", rollback
+    assert rollback["contexts_without_fault"] == []
+    tests = {t for ts in rollback["faults"].values() for t in ts}
+    assert "test_d2.py::test_conv[sweep-kvm_gmem_shareability_store-ENOMEM-1]" in tests
+    assert all("[sweep-" in t for t in tests), tests
+    if cov:
+        contexts = set(_data(pytester).measured_contexts())
+        assert "test_d2.py::test_conv|census|run" in contexts
+        assert "test_d2.py::test_conv|run" in contexts  # the test's own item
