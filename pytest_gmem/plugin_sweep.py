@@ -4,8 +4,8 @@ the design comparison. The logic is in the pytest-free ``sweep`` and ``compare``
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -75,7 +75,7 @@ class Sweeps:
         self.records: list[dict[str, Any]] = []
         self.is_worker = hasattr(config, "workerinput")
         self._cache: CensusCache | None = None
-        self._conftests: dict[Any, str] = {}
+        self._sources: dict[Path, str] = {}
         self.write_error: str | None = None
 
     @staticmethod
@@ -197,13 +197,21 @@ class Sweeps:
             self._cache = CensusCache(pytest_cache.mkdir("gmem-census"))
         return self._cache
 
-    def _conftest_digest(self, item: pytest.Function) -> str:
-        from .sweep import conftest_digest
+    def _test_sources_digest(self, item: pytest.Function) -> str:
+        """Digest of the test module, the conftest files above it, and every module under the
+        rootdir they import, transitively (a helper module's constants decide what the body
+        does as much as the test's own source)."""
+        from .sweep import conftest_paths, files_digest, import_closure
 
-        directory = item.path.parent
-        if directory not in self._conftests:
-            self._conftests[directory] = conftest_digest(directory, self.config.rootpath)
-        return self._conftests[directory]
+        if item.path not in self._sources:
+            import faults
+            import pytest_gmem
+
+            start = [item.path, *conftest_paths(item.path.parent, self.config.rootpath)]
+            # the plugin and the engine are in the key whole (source_digest): not walked again
+            packages = [Path(m.__file__).parent for m in (pytest_gmem, faults) if m.__file__]
+            self._sources[item.path] = files_digest(import_closure(start, self.config.rootpath, packages))
+        return self._sources[item.path]
 
     def _census(self, item: pytest.Function, scenario: Scenario, spec: SweepSpec) -> Census:
         """Run the test once (fixtures, markers, checks) with the scenario's faults armed and
@@ -215,14 +223,9 @@ class Sweeps:
 
         settings = self.config.stash[SETTINGS]
         cache = self.cache
-        try:
-            module_src = item.path.read_bytes()
-        except OSError:
-            module_src = b""
         key = census_key(
             __version__, item.nodeid, scenario.ident(), scenario.revision or settings.revision, settings.seed,
-            [f.text for f in settings.faults], source_digest("pytest_gmem.model", "faults"),
-            hashlib.sha1(module_src).hexdigest(), self._conftest_digest(item),
+            [f.text for f in settings.faults], source_digest("pytest_gmem", "faults"), self._test_sources_digest(item),
         )
         if cache is not None:
             cached = cache.get(key)

@@ -532,3 +532,41 @@ def test_bad_sweep_kind_or_depth_names_the_marker(pytester: pytest.Pytester, mar
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*ERROR at setup of test_bad*", expected])
+
+
+def test_census_key_covers_helper_modules_the_test_imports(pytester: pytest.Pytester) -> None:
+    # a helper module decides how many conversions the body makes: changing it must not keep the
+    # stale census; nor through a package, a relative-free "from ... import", or a helper's helper
+    pytester.makepyfile(
+        helper="from helpers.sizes import N\n",
+        test_h="""
+        import pytest
+        from pytest_gmem import ConversionError
+        from helper import N
+
+        @pytest.mark.gmem(size="8M", page_size="2M", init_private=True)
+        @pytest.mark.fault_sweep(points="kvm_gmem_convert_compute_work")
+        def test_h(gmem):
+            for k in range(N):
+                try:
+                    gmem.convert_shared(k << 21, "2M")
+                except ConversionError:
+                    pass
+        """,
+    )
+    (pytester.path / "helpers").mkdir()
+    (pytester.path / "helpers" / "__init__.py").write_text("")
+    sizes = pytester.path / "helpers" / "sizes.py"
+
+    def swept() -> int:
+        return len([i for i in _ids(pytester.runpytest_subprocess("--co", "-q", "--gmem-seed=1")) if "sweep-" in i])
+
+    sizes.write_text("N = 1\n")
+    assert swept() == 1
+    assert len(_census_files(pytester)) == 1
+    sizes.write_text("N = 3\n")
+    assert swept() == 3
+    assert swept() == 3 and len(_census_files(pytester)) == 2  # the new census is cached in turn
+    # pytest's own --cache-clear starts from an empty cache
+    pytester.runpytest_subprocess("--co", "-q", "--gmem-seed=1", "--cache-clear")
+    assert len(_census_files(pytester)) == 1
