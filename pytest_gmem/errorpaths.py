@@ -507,10 +507,8 @@ def report_lines(report: Mapping[str, Any], verbose: bool = False) -> list[str]:
 
 
 def write_json(report: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    """Write the report; its directory must exist (``OSError`` otherwise)."""
+    Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def report_from_data_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -541,7 +539,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in report_lines(report, verbose=args.verbose):
         print(line)
     if args.json:
-        write_json(report, args.json)
+        try:
+            write_json(report, args.json)
+        except OSError as exc:
+            print(f"error: cannot write the JSON report to {args.json!r}: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

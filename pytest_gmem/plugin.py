@@ -123,6 +123,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if paths and not paths.endswith(".json"):
         raise pytest.UsageError(f"gmem: --gmem-error-paths={paths}: the report path must end in .json "
                                 "(write --gmem-error-paths alone, or with '=', before test paths)")
+    if paths and not hasattr(config, "workerinput"):
+        try:
+            cfg.check_report_path(paths, f"--gmem-error-paths={paths}")
+        except cfg.ConfigError as exc:
+            raise pytest.UsageError(f"gmem: {exc}") from None
     cov_context = config.getoption("gmem_cov_context")
     if paths is not None or cov_context == "on" or (
         cov_context == "auto" and getattr(config.option, "cov_context", None) == "test"

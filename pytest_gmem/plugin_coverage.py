@@ -125,5 +125,10 @@ class CoverageHooks:
         for line in report_lines(report, verbose=self.config.getoption("verbose") > 0):
             terminalreporter.write_line(line)
         if self.report:
-            write_json(report, self.report)
+            try:
+                write_json(report, self.report)
+            except OSError as exc:  # checked at configure time; the path went away since, or /proc
+                terminalreporter.write_line(f"gmem: cannot write the error-path JSON report to {self.report} "
+                                            f"(--gmem-error-paths): {exc}", red=True, bold=True)
+                return
             terminalreporter.write_line(f"gmem: error-path JSON report written to {self.report}")

@@ -145,6 +145,7 @@ def _check_report(report: dict[str, object]) -> None:
 
 def test_error_path_report_in_process(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
+    (pytester.path / "out").mkdir()
     result = _run(pytester, "--gmem-error-paths=out/ep.json")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
@@ -267,3 +268,34 @@ def test_census_runs_are_not_plain_runs_in_coverage(pytester: pytest.Pytester, c
         contexts = set(_data(pytester).measured_contexts())
         assert "test_d2.py::test_conv|census|run" in contexts
         assert "test_d2.py::test_conv|run" in contexts  # the test's own item
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("d.json", "ERROR: gmem: cannot write the JSON report to 'd.json' (from --gmem-error-paths=d.json): "
+                   "it is a directory*"),
+        ("missing/ep.json", "ERROR: gmem: cannot write the JSON report to 'missing/ep.json' "
+                            "(from --gmem-error-paths=missing/ep.json): the directory '*missing' does not exist"),
+    ],
+)
+def test_unwritable_error_paths_report_stops_the_run_at_start(
+    pytester: pytest.Pytester, path: str, expected: str
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    (pytester.path / "d.json").mkdir()
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--gmem-error-paths={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])
+    assert not (pytester.path / "missing").exists()  # not created behind the user's back
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_error_paths_report_that_cannot_be_written_at_the_end_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gmem-error-paths=/proc/gmem-ep.json")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["gmem: cannot write the error-path JSON report to /proc/gmem-ep.json "
+                                 "(--gmem-error-paths): [[]Errno *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
