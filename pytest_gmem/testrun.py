@@ -170,7 +170,10 @@ class TestRun:
 
     # --- model objects ------------------------------------------------------------------------
     def add_host(self, host: Any) -> Any:
+        """Check and close ``host`` with the test (once, however often it is added)."""
         self.used_model = True
+        if any(h is host for h in self.hosts):
+            return host
         self.hosts.append(host)
         self._warn_seen[id(host)] = len(list(getattr(host, "warnings", [])))
         return host
@@ -263,7 +266,7 @@ class GmemFactory:
         self._default_vm = default_vm
 
     def host(self, revision: str | None = None, hugetlb: Mapping[str, int] | None = None) -> Any:
-        return self._run.add_host(self._make_host(revision, hugetlb))
+        return self._make_host(revision, hugetlb)  # registered with the test by the plugin
 
     def vm(self, host: Any = None, vm_type: str | None = None) -> Any:
         if host is None:

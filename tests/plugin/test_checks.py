@@ -161,3 +161,18 @@ def test_allow_warn_does_not_match_the_rendered_fault_text(fake_host: pytest.Pyt
     result = fake_host.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*WARN at kvm_gmem_convert_range: rollback failed (while fault * was active)*"])
+
+
+def test_a_factory_host_is_checked_once(fake_host: pytest.Pytester) -> None:
+    # gmem_factory.host() registers its host once: one broken invariant is reported once, and
+    # the state is described once
+    fake_host.makepyfile(
+        """
+        def test_broken(gmem_factory):
+            gmem_factory.host().break_invariant("folio 0x0 refcount 3, expected 2")
+        """
+    )
+    result = fake_host.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*gmem: 1 broken invariant(s) after *::test_broken:*"])
+    assert result.stdout.str().count("FAKE STATE MAP") == 1
