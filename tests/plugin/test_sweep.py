@@ -179,6 +179,15 @@ def test_census_is_cached(pytester: pytest.Pytester) -> None:
     assert len(_census_files(pytester)) == 2
 
 
+def _forget_bytecode(pytester: pytest.Pytester) -> None:
+    """Before rewriting a module with a same-sized text: its .pyc is keyed by mtime (1 s) and
+    size, so a rewrite within the same second would otherwise run the old code."""
+    import shutil
+
+    for cache in pytester.path.rglob("__pycache__"):
+        shutil.rmtree(cache)
+
+
 def test_census_key_covers_conftest_files(pytester: pytest.Pytester) -> None:
     # The fixture in conftest.py decides how many conversions the body makes: changing it must
     # not keep the stale census (the new scenarios would silently be missing).
@@ -199,6 +208,7 @@ def test_census_key_covers_conftest_files(pytester: pytest.Pytester) -> None:
         """
     )
     assert len([i for i in _ids(pytester.runpytest("--co", "-q", "--gmem-seed=1")) if "sweep-" in i]) == 1
+    _forget_bytecode(pytester)
     pytester.makeconftest("import pytest\n\n@pytest.fixture\ndef nconv():\n    return 3\n")
     assert len([i for i in _ids(pytester.runpytest("--co", "-q", "--gmem-seed=1")) if "sweep-" in i]) == 3
 
@@ -564,6 +574,7 @@ def test_census_key_covers_helper_modules_the_test_imports(pytester: pytest.Pyte
     sizes.write_text("N = 1\n")
     assert swept() == 1
     assert len(_census_files(pytester)) == 1
+    _forget_bytecode(pytester)
     sizes.write_text("N = 3\n")
     assert swept() == 3
     assert swept() == 3 and len(_census_files(pytester)) == 2  # the new census is cached in turn
