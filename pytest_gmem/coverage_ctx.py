@@ -34,11 +34,12 @@ FAULT_SEP = "|fault="
 #: what a fault context looks like: ``[static|]{nodeid}|{phase}|fault={label}[+{label}...]``
 FAULT_CONTEXT_RE = re.compile(r"^(?P<test>.*)\|(?P<phase>setup|run|teardown)\|fault=(?P<faults>[^|]+)$")
 PHASES = {"setup": "setup", "call": "run", "teardown": "teardown"}
-#: appended to the node id of a sweep's census run (a copy of the test run at collection, with
-#: the scenario's faults armed but no fault hook called): its contexts are
-#: ``{nodeid}|census|{phase}``, never taken for a plain run of the test.
-CENSUS_SUFFIX = "|census"
-CENSUS_CONTEXT_RE = re.compile(r"\|census\|(setup|run|teardown)(\|fault=[^|]+)?$")
+#: the parameter id appended to the node id of a sweep's census run (a copy of the test run at
+#: collection, with the scenario's faults armed but no fault hook called): its contexts are
+#: ``test_x[gmem-census]|{phase}`` (``test_x[p1-gmem-census]|...`` for a parametrized test),
+#: never taken for a plain run of the test.
+CENSUS_ID = "gmem-census"
+CENSUS_CONTEXT_RE = re.compile(r"[\[-]gmem-census\]\|(setup|run|teardown)(\|fault=[^|]+)?$")
 
 
 def current_coverage() -> Any:
@@ -81,7 +82,7 @@ def split_fault_context(context: str) -> tuple[str, list[str]] | None:
 
 
 def is_census_context(context: str) -> bool:
-    """A context of a sweep's census run (``{nodeid}|census|run``): neither a plain run nor a
+    """A context of a sweep's census run (``test_x[gmem-census]|run``): neither a plain run nor a
     fault's."""
     return CENSUS_CONTEXT_RE.search(context) is not None
 

@@ -231,13 +231,13 @@ class Sweeps:
             cached = cache.get(key)
             if cached is not None:
                 return cached
-        from .coverage_ctx import CENSUS_SUFFIX
+        from .coverage_ctx import CENSUS_ID
 
-        clone = self._clone(item)
-        # Its own node id, so that what labels a run by node id (pytest-cov's --cov-context=test,
-        # the fault contexts, warnings) never takes the census run for a run of the test itself:
-        # coverage contexts '{nodeid}|census|run' (docs/error-paths.md).
-        clone._nodeid = f"{item.nodeid}{CENSUS_SUFFIX}"
+        # Its own node id (the test's, with the parameter id 'gmem-census' appended), so that
+        # what labels a run by node id (pytest-cov's --cov-context=test, the fault contexts,
+        # warnings) never takes the census run for a run of the test itself: coverage contexts
+        # 'test_x.py::test_x[gmem-census]|run' (docs/error-paths.md).
+        clone = self._clone(item, CENSUS_ID)
         state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid, census_mode=True)
         clone.stash[SWEEP] = state
         capman = self.config.pluginmanager.getplugin("capturemanager")

@@ -266,7 +266,7 @@ def test_census_runs_are_not_plain_runs_in_coverage(pytester: pytest.Pytester, c
     assert all("[sweep-" in t for t in tests), tests
     if cov:
         contexts = set(_data(pytester).measured_contexts())
-        assert "test_d2.py::test_conv|census|run" in contexts
+        assert "test_d2.py::test_conv[gmem-census]|run" in contexts
         assert "test_d2.py::test_conv|run" in contexts  # the test's own item
 
 

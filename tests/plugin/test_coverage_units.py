@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from pytest_gmem.coverage_ctx import FaultContexts, fault_context, split_fault_context
+from pytest_gmem.coverage_ctx import FaultContexts, fault_context, is_census_context, split_fault_context
 from pytest_gmem.errorpaths import build_report, find_branches, find_branches_in_source, merge, report_lines
 
 
@@ -58,6 +58,15 @@ def test_fault_contexts_without_coverage_or_with_a_conflict() -> None:
     ctx.begin("t.py::test_a", "call")
     ctx.fired("p:ENOMEM#1")
     assert cov.switched == []
+
+
+def test_census_contexts_are_recognised() -> None:
+    assert is_census_context("t.py::test_a[gmem-census]|run")
+    assert is_census_context("t.py::C::test_a[4096-fixed-gmem-census]|setup")
+    assert is_census_context("t.py::test_a[gmem-census]|run|fault=p:ENOMEM#1")
+    assert not is_census_context("t.py::test_a|run")
+    assert not is_census_context("t.py::test_a[sweep-p-ENOMEM-1]|run|fault=p:ENOMEM#1")
+    assert not is_census_context("t.py::test_a[mygmem-census]|run")  # a user's own id
 
 
 def test_split_fault_context() -> None:
