@@ -1,6 +1,6 @@
 """Cost of a fault sweep: scenarios per second, pytest-free and through pytest.
 
-    python benchmarks/bench_sweep.py [--revision fixed] [--skip-pytest] [--repeats 3] [--table]
+    python benchmarks/bench_sweep.py [--revision fixed] [--skip-pytest] [--repeats 3] [--table] [--heavy]
 
 Reference workload: a private 4M file of 2M HugeTLB folios with data in both huge pages
 (setup, not swept), then ``convert_shared(0, "4M")`` (the operation swept: every ENOMEM point
@@ -15,7 +15,10 @@ splits). Prints:
 3. the ceiling: the same number of pytest items that only spin for as long as a sweep item's
    share of the ``-n 0`` run (no gmem at all), with ``-n 0`` and ``-n 2``: the speed-up
    pytest-xdist itself gives items of that size on this machine, and the share of it the sweep
-   gets. ``--table`` adds xdist's own speed-up for 200 spinning items of 5 to 50 ms.
+   gets. ``--table`` adds xdist's own speed-up for 200 spinning items of 5 to 50 ms;
+4. ``--heavy``: the same -n 0 / -n 2 comparison for a sweep whose scenarios cost tens of
+   milliseconds (a 512M guest sharing and taking back one 4K page in each of its 256 huge
+   pages; every ENOMEM of the metadata stash: 256 items), where xdist's per-item cost is small.
 
 On a 2-CPU machine ``-n 2`` runs three busy processes (the controller and two workers) on two
 CPUs, every item costs a worker and the controller about 2 ms of messaging, and the workers
@@ -87,6 +90,25 @@ def test_sweep(data):
 '''
 
 
+HEAVY_FILE = '''
+import pytest
+
+
+@pytest.mark.gmem(size="512M", page_size="2M", init_private=True, hugetlb={{"2M": 300}}, revision="{revision}")
+@pytest.mark.fault_sweep(points="guestmem_hugetlb_stash_metadata")
+def test_heavy_sweep(gmem):
+    # a guest sharing one 4K bounce page in each of its 256 huge pages, then taking it back
+    for k in range(256):
+        off = k << 21
+        gmem.guest_write(off, b"x")
+        try:
+            gmem.convert_shared(off + 4096, "4K")
+            gmem.convert_private(off + 4096, "4K")
+        except OSError:
+            pass
+'''
+
+
 BUSY_FILE = """
 import os, time
 
@@ -140,7 +162,7 @@ def speedup(path: str, cwd: str, repeats: int, extra: dict[str, str] | None = No
     return statistics.median(walls["0"]), statistics.median(walls["2"]), statistics.median(inner), last
 
 
-def through_pytest(revision: str, repeats: int, table: bool) -> None:
+def through_pytest(revision: str, repeats: int, table: bool, heavy: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "test_bench_sweep.py")
         with open(path, "w", encoding="utf-8") as fh:
@@ -162,6 +184,15 @@ def through_pytest(revision: str, repeats: int, table: bool) -> None:
         print(f"  ceiling on this machine: {items} pytest items spinning {spin_ms:.2f} ms each, no gmem: "
               f"-n 0 {b0:.2f}s, -n 2 {b2:.2f}s, speed-up {b0 / b2:.2f}x")
         print(f"  the sweep gets {t0 / t2 / (b0 / b2):.0%} of the speed-up xdist itself allows for items this size")
+        if heavy:
+            hpath = os.path.join(tmp, "test_bench_heavy.py")
+            with open(hpath, "w", encoding="utf-8") as fh:
+                fh.write(textwrap.dedent(HEAVY_FILE.format(revision=revision)))
+            h0, h2, hin, hlast = speedup(hpath, tmp, repeats, None, "--gmem-seed=1")
+            hitems = int(re.search(r"(\d+) passed", hlast).group(1))  # type: ignore[union-attr]
+            print(f"  heavy sweep: {hitems} items of about {hin / hitems * 1000:.0f} ms (512M guest, 512 "
+                  f"conversions per scenario; {hlast}):")
+            print(f"    -n 0: {h0:.2f}s wall   -n 2: {h2:.2f}s wall   speed-up {h0 / h2:.2f}x")
         if table:
             print("  xdist's own speed-up by item size (200 spinning items, no gmem):")
             for ms in (5, 10, 25, 50):
@@ -175,10 +206,12 @@ def main() -> None:
     parser.add_argument("--skip-pytest", action="store_true")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved -n 0 / -n 2 runs (medians)")
     parser.add_argument("--table", action="store_true", help="also xdist's own speed-up by item size")
+    parser.add_argument("--heavy", action="store_true",
+                        help="also a sweep whose scenarios cost tens of milliseconds (512M guest)")
     args = parser.parse_args()
     pytest_free(args.revision)
     if not args.skip_pytest:
-        through_pytest(args.revision, args.repeats, args.table)
+        through_pytest(args.revision, args.repeats, args.table, args.heavy)
 
 
 if __name__ == "__main__":

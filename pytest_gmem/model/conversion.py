@@ -16,6 +16,7 @@ import faults
 from . import restructure
 from .errors import EAGAIN, EINVAL, ENOMEM, ConversionError, ConvFailure
 from .shareability import P_STORE, PRIVATE, SHARED
+from .snapshot import take as take_snapshot
 from .units import PAGE_SHIFT, PAGE_SIZE, U64_MASK
 
 if TYPE_CHECKING:
@@ -67,8 +68,9 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
         raise ConversionError(EINVAL, f"{name}: offset {offset:#x} / size {size:#x} not 4K aligned",
                               error_offset)
     start, nr = offset >> PAGE_SHIFT, size >> PAGE_SHIFT
-    before = g.snapshot() if g.host.check_rollback else None
-    arch_before = g.vm.rollback_state(g)
+    window = _rollback_window(g, start, nr)
+    before = take_snapshot(g, window) if g.host.check_rollback else None
+    arch_before = g.vm.rollback_state(g, *window) if before is not None else None
     warned = len(g.host.warnings)
     try:
         if g.host.revision.prealloc:
@@ -80,8 +82,8 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
             # rfc-v2 and fixed remove a to-shared range from the S-EPT in the pre-checks, which
             # clears it; prealloc removes nothing before its last failure point
             exact = g.vm.preserves_contents or not to_shared or g.host.revision.prealloc
-            _check_rolled_back(g, name, e, before, contents=exact,
-                               arch=(arch_before, g.vm.rollback_state(g)) if exact else None)
+            _check_rolled_back(g, name, e, before, window, contents=exact,
+                               arch=(arch_before, g.vm.rollback_state(g, *window)) if exact else None)
         if e.error_index is None:
             if g.host.revision.error_offset_on_enomem:
                 raise ConversionError(e.errno, f"{name}: {e.why}", start << PAGE_SHIFT) from None
@@ -91,14 +93,22 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
         raise ConversionError(e.errno, f"{name}: {e.why}", e.error_index << PAGE_SHIFT) from None
 
 
-def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Snapshot, contents: bool,
+def _rollback_window(g: GuestMemfd, start: int, nr: int) -> tuple[int, int]:
+    """The pages a conversion of ``[start, start + nr)`` may change: the range rounded out to
+    the file's folio size (splits and merges), within the file."""
+    n = g.nr_pages_in_folio
+    return start - start % n, min(g.nr_pages, -(-(start + nr) // n) * n)
+
+
+def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Snapshot,
+                       window: tuple[int, int], contents: bool,
                        arch: tuple[object, object] | None = None) -> None:
     """``host.check_rollback``: a conversion that failed with ENOMEM or EAGAIN without a WARN
     (a WARN says the kernel knew its rollback failed) must leave the file as it found it, page
     tables aside; record what differs otherwise (a silent partial conversion). ``contents``
     False: a TDX removal before the point of no return cleared the pages, as the hardware does.
     ``arch``: the VM's own state before and after (TDX: accept state), compared too."""
-    after = g.snapshot()
+    after = take_snapshot(g, window)
     if not contents:
         before, after = replace(before, contents=()), replace(after, contents=())
     diff = before.diff(after)

@@ -210,9 +210,10 @@ class TdxVM(VM):
             return False
         return next(iter(g.guest.map.items(start, end)), None) is None
 
-    def rollback_state(self, g: GuestMemfd) -> object:
-        """The accept state: a failed conversion that removed nothing leaves it as it was."""
-        return tuple(self.pending_ranges(g))
+    def rollback_state(self, g: GuestMemfd, start: int, end: int) -> object:
+        """The accept state of ``[start, end)``: a failed conversion that removed nothing
+        leaves it as it was."""
+        return tuple((s << PAGE_SHIFT, e << PAGE_SHIFT) for s, e, _ in self.pending(g).items(start, end))
 
     def unmap_private(self, g: GuestMemfd, start: int, end: int) -> None:
         """``kvm_gmem_unmap_private``: normally nothing is left, ``prepare_convert`` removed it."""

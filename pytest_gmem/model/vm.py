@@ -90,8 +90,9 @@ class VM:
         fully private folio not yet mapped huge); TDX maps at the level the guest accepted."""
         return True
 
-    def rollback_state(self, g: GuestMemfd) -> object:
-        """Arch state a failed conversion must restore (TDX: the accept state); None here."""
+    def rollback_state(self, g: GuestMemfd, start: int, end: int) -> object:
+        """Arch state of pages ``[start, end)`` a failed conversion must restore (TDX: the
+        accept state); None here."""
         return None
 
     def unmap_private(self, g: GuestMemfd, start: int, end: int) -> None:

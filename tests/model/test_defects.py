@@ -320,3 +320,27 @@ def test_a_silent_partial_conversion_is_an_invariant_violation(monkeypatch: pyte
         assert g.shareability(0) == "shared" and host.warnings == []
         rollback = [v for v in host.violations() if v.startswith("[7 rollback]")]
         assert bool(rollback) == check, host.violations()
+
+
+def test_the_rollback_check_compares_only_the_conversions_window() -> None:
+    """check_rollback snapshots the conversion's range rounded out to huge pages (what a
+    conversion can change) plus the pool counters, so its cost grows with the ranges there,
+    not with the file: a 1 GiB file with 256 split huge pages still gives a small window."""
+    from pytest_gmem.model.conversion import _rollback_window
+    from pytest_gmem.model.snapshot import take
+
+    host = Host(hugetlb={"2M": 600}, revision="fixed", check_rollback=True)
+    g = host.create_vm().create_guest_memfd(size="1G", mmap=True, init_private=True, page_size="2M")
+    for k in range(256):
+        g.guest_write(k * MB2, b"x")
+        g.convert_shared(k * MB2 + 4096, 4096)  # every huge page split around one shared page
+    window = _rollback_window(g, 512 + 3, 1)
+    assert window == (512, 1024)
+    whole, part = take(g), take(g, window)
+    assert len(whole.ranges) > 500 and len(part.ranges) == 3
+    assert len(part.contents) == 1 and dict(part.allocator)["split_huge_pages"] == 1
+    assert dict(part.allocator)["subpool_used"] == dict(whole.allocator)["subpool_used"]
+    # and a failure inside the window is still checked: a silent change there is reported
+    with faults.inject("kvm_gmem_shareability_store", "ENOMEM"), pytest.raises(ConversionError):
+        g.convert_shared(MB2 + 8192, 4096)
+    assert host.rollback_failures == [] and host.violations() == []
