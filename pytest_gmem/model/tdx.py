@@ -1,6 +1,7 @@
 """TDX VMs (mirrors the S-EPT side of arch/x86/kvm/vmx/tdx.c that guest_memfd reaches:
-``tdx_sept_remove_private_spte`` -> ``TDH.MEM.PAGE.REMOVE``, the S-EPT split before a partial
-conversion -> ``TDH.MEM.PAGE.DEMOTE``, the guest's ``TDG.MEM.PAGE.ACCEPT``).
+``tdx_sept_remove_private_spte`` -> ``TDH.MEM.RANGE.BLOCK``, ``TDH.MEM.TRACK``,
+``TDH.MEM.PAGE.REMOVE``, ``TDH.PHYMEM.PAGE.WBINVD``; the S-EPT split before a partial
+conversion -> ``TDH.MEM.PAGE.DEMOTE``; the guest's ``TDG.MEM.PAGE.ACCEPT``).
 
 A TD's private pages live in the Secure EPT. The model keeps the S-EPT in the file's
 ``GuestMappings`` (private entries, with their level); shared entries there are the shared EPT.
@@ -79,10 +80,36 @@ P_PAGE_DEMOTE = faults.declare(
     bugs the VM before anything was removed (nothing to leak).""",
 )
 
+P_RANGE_BLOCK = faults.declare(
+    "tdh_mem_range_block", {"tdx_error"},
+    """TDH.MEM.RANGE.BLOCK, the first step of tdx_sept_remove_private_spte(): blocking the S-EPT
+    entry so no new TLB entry can be made. BUSY is retried as for the removal; any other error
+    is TDX_BUG_ON -> KVM_BUG_ON: the entry stays in the S-EPT (with "leak", the folio is held).""",
+)
+P_TRACK = faults.declare(
+    "tdh_mem_track", {"tdx_error"},
+    """TDH.MEM.TRACK in tdx_track(), between the block and the removal: bumping the TD's TLB
+    epoch. BUSY is retried; any other error is TDX_BUG_ON (the VM is bugged) and the removal
+    that follows cannot succeed (TLB tracking not done): the entry stays in the S-EPT.""",
+)
+P_WBINVD = faults.declare(
+    "tdh_phymem_page_wbinvd_hkid", {"tdx_error"},
+    """TDH.PHYMEM.PAGE.WBINVD after a successful removal: writing back and invalidating the
+    page's cache lines under the TD's key. Not retried; an error is TDX_BUG_ON: the entry is
+    out of the S-EPT but the page is neither flushed nor reset (tdx_quirk_reset_page and
+    tdx_pamt_put are skipped), so its old contents stay; with "leak" the folio is held.""",
+)
+
+#: the SEAMCALLs of one S-EPT entry's removal, in the kernel's order
+REMOVE_STAGES = (P_RANGE_BLOCK, P_TRACK, P_PAGE_REMOVE, P_WBINVD)
+#: the ones KVM retries on TDX_OPERAND_BUSY (tdh_do_no_vcpus)
+RETRIED = frozenset({P_RANGE_BLOCK, P_TRACK, P_PAGE_REMOVE})
 FATAL_POLICIES = ("bug-vm", "leak")
 #: upstream ``tdh_do_no_vcpus``: one retry once no vCPU can enter the TD
 TDX_BUSY_RETRIES = 1
-SEAMCALL_NAMES = {P_PAGE_REMOVE.name: "TDH.MEM.PAGE.REMOVE", P_PAGE_DEMOTE.name: "TDH.MEM.PAGE.DEMOTE"}
+SEAMCALL_NAMES = {P_PAGE_REMOVE.name: "TDH.MEM.PAGE.REMOVE", P_PAGE_DEMOTE.name: "TDH.MEM.PAGE.DEMOTE",
+                  P_RANGE_BLOCK.name: "TDH.MEM.RANGE.BLOCK", P_TRACK.name: "TDH.MEM.TRACK",
+                  P_WBINVD.name: "TDH.PHYMEM.PAGE.WBINVD"}
 
 
 class UnacceptedAccess(GuestFault):
@@ -318,26 +345,52 @@ class TdxVM(VM):
 
     def _remove_pages(self, g: GuestMemfd, start: int, end: int, level: str) -> int | None:
         """``tdx_sept_remove_private_spte`` on each S-EPT entry of ``[start, end)`` (one huge
-        entry, or a run of 4K ones). Returns the index that failed fatally, or None."""
+        entry, or a run of 4K ones): TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, TDH.MEM.PAGE.REMOVE (each
+        with the BUSY retry of ``tdh_do_no_vcpus``), TDH.PHYMEM.PAGE.WBINVD, then the page reset.
+        Returns the index whose removal failed fatally (the VM is bugged), or None.
+
+        The stages are hit over the whole run of entries, stage by stage (hit_many keeps a 1G
+        range of 4K entries O(1)): per-point hit counts are the kernel's unless a fatal error
+        stops the run, after which earlier stages have also counted the entries past it."""
         step = end - start if level != "4K" else 1
-        cur = start
-        while cur < end:
-            self.seamcalls += 1
-            f = P_PAGE_REMOVE.hit_many((end - cur) // step, index=cur, level=level, attempt=0)
-            stop = end if f is None else cur + f.offset * step
-            self._removed(g, cur, stop)
-            if f is None:
-                return None
-            err = self._retry(P_PAGE_REMOVE, f, index=stop, level=level)
-            if err is None:
-                self._removed(g, stop, stop + step)
-                cur = stop + step
-                continue
-            self._bug(g, "tdx_sept_remove_private_spte", P_PAGE_REMOVE, err, stop, level)
-            if self.fatal_policy == "leak":
-                self._hold(g, stop, stop + step, level, err.code)
-            return stop
-        return None
+        n = (end - start) // step
+        done = [0] * len(REMOVE_STAGES)  # entries that got through each stage
+        total = n  # entries the run reaches (cut at a fatal error)
+        fatal: tuple[int, faults.FaultPoint, faults.TdxError] | None = None
+        while done[-1] < total:
+            for i, point in enumerate(REMOVE_STAGES):
+                upto = done[i - 1] if i else total
+                if done[i] >= upto:
+                    continue
+                f = point.hit_many(upto - done[i], index=start + done[i] * step, level=level, attempt=0)
+                if f is None:
+                    self.seamcalls += upto - done[i]
+                    done[i] = upto
+                    continue
+                k = done[i] + f.offset
+                self.seamcalls += f.offset + 1
+                err = self._retry(point, f, index=start + k * step, level=level) if point in RETRIED \
+                    else self._first_error(f)
+                done[i] = k + (err is None)
+                if err is not None and (fatal is None or k < fatal[0]):
+                    fatal, total = (k, point, err), k
+        self._removed(g, start, start + total * step)
+        if fatal is None:
+            return None
+        k, point, err = fatal
+        bad = start + k * step
+        if point is P_WBINVD:  # out of the S-EPT, but neither flushed nor reset
+            g.guest.map.clear(bad, bad + step)
+            self.pending(g).assign(bad, bad + step, True)
+        self._bug(g, "tdx_sept_remove_private_spte", point, err, bad, level)
+        if self.fatal_policy == "leak":
+            self._hold(g, bad, bad + step, level, err.code)
+        return bad
+
+    def _first_error(self, fired: faults.Fired) -> faults.TdxError | None:
+        """A SEAMCALL KVM does not retry (TDH.PHYMEM.PAGE.WBINVD): its first error is final."""
+        self.host.note_fault(fired)
+        return fired.kind if isinstance(fired.kind, faults.TdxError) else None
 
     def _removed(self, g: GuestMemfd, start: int, end: int) -> None:
         """The entries left the S-EPT: the pages are cleared (``tdx_quirk_reset_page``) and come

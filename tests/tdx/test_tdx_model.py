@@ -9,10 +9,12 @@ import pytest
 
 import faults
 from pytest_gmem import ConversionError, GuestFault, Host
-from pytest_gmem.model.tdx import TDX_BUSY_RETRIES, UnacceptedAccess
+from pytest_gmem.model.tdx import SEAMCALL_NAMES, TDX_BUSY_RETRIES, UnacceptedAccess
 
 MB = 1 << 20
 REVISIONS = ("rfc-v2", "fixed", "prealloc")
+#: tdx_sept_remove_private_spte's SEAMCALLs for one S-EPT entry, in order
+REMOVAL = ["tdh_mem_range_block", "tdh_mem_track", "tdh_mem_page_remove", "tdh_phymem_page_wbinvd_hkid"]
 
 
 def make(policy: str = "bug-vm", revision: str = "fixed", size: str = "4M", page_size: str = "2M",
@@ -238,7 +240,7 @@ def test_partial_conversion_demotes_the_huge_entry(revision: str) -> None:
     with faults.scope(record=True) as sc:
         g.convert_shared(0, "4K")
     points = [e.point for e in sc.trace if e.point.startswith("tdh_")]
-    assert points == ["tdh_mem_page_demote", "tdh_mem_page_remove"]
+    assert points == ["tdh_mem_page_demote", *REMOVAL]
     assert g.guest_read(MB, 1) == b"b"  # still accepted: no re-accept outside the range
     host.check()
 
@@ -249,7 +251,7 @@ def test_whole_huge_range_is_removed_without_demote() -> None:
     with faults.scope(record=True) as sc:
         g.convert_shared(0, "2M")
     trace = [(e.point, e.context["level"]) for e in sc.trace if e.point.startswith("tdh_")]
-    assert trace == [("tdh_mem_page_remove", "2M")]
+    assert trace == [(p, "2M") for p in REMOVAL]
     host.check()
 
 
@@ -406,3 +408,66 @@ def test_dead_vm_conversion_fails_with_eio_before_any_allocation(revision: str) 
         g.convert_shared(2 * MB, "4K")
     assert info.value.errno == errno.EIO
     assert not sc.trace  # no fault point was reached
+
+
+# --- the stages of a removal (tdx_sept_remove_private_spte) ----------------------------------
+@pytest.mark.parametrize("policy", ["bug-vm", "leak"])
+@pytest.mark.parametrize("stage", ["tdh_mem_range_block", "tdh_mem_track", "tdh_mem_page_remove"])
+def test_a_fatal_error_before_the_removal_leaves_the_entry_mapped(stage: str, policy: str) -> None:
+    """BLOCK, TRACK or REMOVE failing on the third 4K entry: the two before it are removed
+    (and cleared), the third stays in the S-EPT with its contents, nothing after it is touched."""
+    host, vm, g = make(policy=policy, page_size="4K", size="64K")
+    g.guest_write(0, b"x" * 4 * 4096)
+    with faults.scope(record=True) as sc, faults.inject(stage, faults.tdx_error("fatal"), nth=3), \
+            pytest.raises(ConversionError) as info:
+        g.convert_shared(0, "16K")
+    assert info.value.errno == (errno.EIO if policy == "bug-vm" else errno.EFAULT)
+    assert vm.dead and SEAMCALL_NAMES[stage] in (vm.death or "")
+    assert [e.point for e in sc.trace if e.point == "tdh_mem_page_remove" and e.fired] == \
+        (["tdh_mem_page_remove"] if stage == "tdh_mem_page_remove" else [])
+    sept = [(s, e) for s, e, m in g.guest.ranges() if m.private]
+    assert sept == [(2, 4)]  # the failed entry and the untouched one after it
+    assert g.contents.read(2 * 4096, 1) == b"x" and g.contents.read(0, 1) == b"\0"
+    assert vm.leaked_pages() == (1 if policy == "leak" else 0)
+    host.check()
+
+
+@pytest.mark.parametrize("policy", ["bug-vm", "leak"])
+def test_a_failed_wbinvd_removes_the_entry_but_never_resets_the_page(policy: str) -> None:
+    """TDH.PHYMEM.PAGE.WBINVD failing: the entry is out of the S-EPT, but tdx_quirk_reset_page
+    never ran, so the page keeps its old contents; the VM is bugged."""
+    host, vm, g = make(policy=policy, page_size="4K", size="64K")
+    g.guest_write(0, b"x" * 4 * 4096)
+    with faults.inject("tdh_phymem_page_wbinvd_hkid", faults.tdx_error("fatal"), nth=2), \
+            pytest.raises(ConversionError) as info:
+        g.convert_shared(0, "16K")
+    assert info.value.errno == (errno.EIO if policy == "bug-vm" else errno.EFAULT)
+    assert info.value.error_offset == 4096 or policy == "leak"
+    assert vm.dead and "TDH.PHYMEM.PAGE.WBINVD" in (vm.death or "")
+    sept = [(s, e) for s, e, m in g.guest.ranges() if m.private]
+    assert sept == [(2, 4)]  # entry 1 left the S-EPT; 2 and 3 were never reached
+    assert g.contents.read(4096, 1) == b"x"  # not reset
+    assert g.contents.read(0, 1) == b"\0"  # entry 0 went all the way: reset
+    host.check()
+
+
+def test_busy_block_and_track_are_retried_like_the_removal() -> None:
+    host, vm, g = make()
+    g.guest_write(0, b"a")
+    before = vm.seamcalls
+    with faults.inject("tdh_mem_range_block", faults.tdx_error("TDX_OPERAND_BUSY")), \
+            faults.inject("tdh_mem_track", faults.tdx_error("TDX_OPERAND_BUSY")):
+        g.convert_shared(0, "2M")
+    assert not vm.dead and g.shareability(0) == "shared"
+    assert vm.seamcalls - before == 4 + 2  # the four SEAMCALLs, BLOCK and TRACK once more
+    host.check()
+
+
+def test_wbinvd_busy_is_not_retried() -> None:
+    host, vm, g = make()
+    g.guest_write(0, b"a")
+    with faults.inject("tdh_phymem_page_wbinvd_hkid", faults.tdx_error("TDX_OPERAND_BUSY")), \
+            pytest.raises(ConversionError):
+        g.convert_shared(0, "2M")
+    assert vm.dead
+    host.check()
