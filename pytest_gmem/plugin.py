@@ -381,12 +381,14 @@ def _built_by_plugin(request: pytest.FixtureRequest, what: str, build: Callable[
     try:
         return build()
     except (OSError, ValueError, TypeError) as exc:
-        where = f"marker gmem on {request.node.name}" if request.node.get_closest_marker("gmem") else "gmem defaults"
-        pytest.fail(
-            f"gmem: {where} ({cfg.describe_params(_params(request))}): the model refused to build the "
-            f"test's {what}: {type(exc).__name__}: {exc}",
-            pytrace=False,
-        )
+        refused = f"{type(exc).__name__}: {exc}"
+    # Failed outside the except block, so the report does not chain the model's exception.
+    where = f"marker gmem on {request.node.name}" if request.node.get_closest_marker("gmem") else "gmem defaults"
+    pytest.fail(
+        f"gmem: {where} ({cfg.describe_params(_params(request))}): the model refused to build the "
+        f"test's {what}: {refused}",
+        pytrace=False,
+    )
 
 
 def _make_host(request: pytest.FixtureRequest, revision: str | None, hugetlb: Mapping[str, int] | None) -> Any:

@@ -164,3 +164,24 @@ def test_model_refusing_the_marker_is_a_clean_failure(pytester: pytest.Pytester,
          "the test's guest_memfd: OSError: *Cannot allocate memory*"]
     )
     assert "Traceback" not in result.stdout.str() and "guest_memfd.py:" not in result.stdout.str()
+
+
+def test_model_refusal_is_one_line_without_the_chained_oserror(pytester: pytest.Pytester) -> None:
+    # The setup error is the gmem line alone: not the raw OSError, then "During handling of the
+    # above exception, another exception occurred:", then the gmem line.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gmem(size="4M", page_size="2M", hugetlb={"2M": 1})
+        def test_pool(gmem):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert "During handling of the above exception" not in text
+    section = text.split("ERROR at setup of test_pool")[1].split("\n")[1:3]
+    assert section[0].startswith("gmem: marker gmem on test_pool (size='4M'"), section
+    assert "[Errno 12]" in section[0] and not section[1].startswith("[Errno"), section
