@@ -387,6 +387,12 @@ def gmem_params(
     for flag in ("mmap", "init_private", "check"):
         if flag in values and not isinstance(values[flag], bool):
             raise ConfigError(f"{where}: {flag} must be True or False, got {values[flag]!r}")
+    if values.get("init_private") is True and values.get("mmap", True) is False:
+        raise ConfigError(
+            f"{where}: init_private=True needs mmap=True, got mmap=False (the kernel takes "
+            "GUEST_MEMFD_FLAG_INIT_PRIVATE only with GUEST_MEMFD_FLAG_SUPPORT_SHARED; a file without "
+            "mmap is private already)"
+        )
     revision = values.get("revision")
     if revision is not None:
         revision = check_revision(revision, where, known_revisions())

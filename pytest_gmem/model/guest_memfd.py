@@ -37,7 +37,8 @@ SIZE_LOG_MASK = uapi.GUESTMEM_HUGETLB_FLAG_MASK << uapi.GUESTMEM_HUGETLB_FLAG_SH
 
 def flags_from_keywords(flags: int | None, mmap: bool | None, init_private: bool | None,
                         page_size: str | None) -> int:
-    """The keyword form of ``create_guest_memfd`` as flag bits (OR-ed with ``flags``)."""
+    """The keyword form of ``create_guest_memfd`` as flag bits (OR-ed with ``flags``); OSError
+    EINVAL naming the keywords for ``init_private=True`` without ``mmap=True``."""
     out = 0 if flags is None else flags
     if not isinstance(out, int) or isinstance(out, bool):
         raise TypeError(f"flags must be an int of uapi bits, got {flags!r}")
@@ -47,6 +48,11 @@ def flags_from_keywords(flags: int | None, mmap: bool | None, init_private: bool
     if mmap:
         out |= uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED
     if init_private:
+        if not out & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED:
+            # kvm_gmem_create's EINVAL, said in the keywords the caller wrote, not in flag bits
+            given = "with mmap=False" if mmap is False else "without mmap=True"
+            raise oserror(EINVAL, f"kvm_gmem_create: init_private=True {given}: GUEST_MEMFD_FLAG_INIT_PRIVATE "
+                                  "is only valid with GUEST_MEMFD_FLAG_SUPPORT_SHARED (mmap=True)")
         out |= uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE
     if page_size is not None and page_size != "4K":
         logs = {v: k for k, v in uapi.HUGETLB_SIZE_LOG.items()}

@@ -188,6 +188,21 @@ def test_keyword_form(page_size: str) -> None:
     close_all(host, private, shared, hidden)
 
 
+def test_keyword_form_names_init_private_without_mmap(page_size: str) -> None:
+    """INIT_PRIVATE is only valid with SUPPORT_SHARED: the keyword form's EINVAL names the
+    keywords the caller wrote, not the flag bits, and nothing is reserved."""
+    host = new_host()
+    vm = host.create_vm(vm_type="sw_protected")
+    for mmap, said in ((False, "init_private=True with mmap=False"), (None, "init_private=True without mmap=True")):
+        with pytest.raises(OSError) as e:
+            vm.create_guest_memfd(size=page_size, mmap=mmap, init_private=True, page_size=page_size)
+        assert e.value.errno == errno.EINVAL
+        assert said in str(e.value) and "invalid flags" not in str(e.value)
+    if page_size != "4K":
+        assert host.hugetlb_stats(page_size)["resv"] == 0
+    close_all(host)
+
+
 def test_invalid_sizes(page_size: str) -> None:
     """Ports guest_memfd_test.c test_create_guest_memfd_invalid_sizes (6.2, 6.5).
 

@@ -84,6 +84,10 @@ def test_kind_the_point_cannot_produce(pytester: pytest.Pytester) -> None:
         ("gmem(size=3)", "*marker gmem on test_x: invalid size 3 for page_size '2M'*"),
         ('gmem(size="3M", page_size="2M")', "*marker gmem on test_x: invalid size '3M' for page_size '2M'*"),
         ('gmem(size="6K", page_size="4K")', "*marker gmem on test_x: invalid size '6K' for page_size '4K'*"),
+        (
+            "gmem(mmap=False, init_private=True)",
+            "*marker gmem on test_x: init_private=True needs mmap=True, got mmap=False*",
+        ),
     ],
 )
 def test_bad_marker_values(pytester: pytest.Pytester, marker: str, expected: str) -> None:
