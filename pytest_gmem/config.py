@@ -21,6 +21,8 @@ from typing import Any
 import faults
 from faults.errors import suggest
 
+from .sizes import parse_size
+
 # --- option names, environment variables, ini keys, help texts --------------------------------
 #: (command line, environment variable, ini key) per setting.
 REVISION = ("--gmem-revision", "GMEM_REVISION", "gmem_revision")
@@ -330,16 +332,16 @@ class GmemParams:
 TDX_FATAL_POLICIES = ("bug-vm", "leak")
 #: HugeTLB pools of a host when the ``gmem`` marker gives none.
 DEFAULT_POOLS = {"2M": 64, "1G": 4}
-_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
-def size_bytes(size: int | str) -> int:
-    if isinstance(size, int):
-        return size
-    return int(size[:-1]) * _UNITS[size[-1]] if size[-1:] in _UNITS else int(size)
+def size_bytes(size: int | str, what: str = "size", where: str = "") -> int:
+    """Bytes of a size in the one grammar (:mod:`pytest_gmem.sizes`); ConfigError naming the
+    value and ``where`` it came from otherwise."""
+    try:
+        return parse_size(size, what)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
 
-
-_SIZE_RE = re.compile(r"^\d+[KMG]?$")
 
 
 def gmem_params(
@@ -356,17 +358,13 @@ def gmem_params(
         bound = bind("gmem", (), kwargs, where)
         values.update({k: v for k, v in bound.items() if k in kwargs})
     size = values.get("size", "4M")
-    if isinstance(size, bool) or not (
-        (isinstance(size, int) and size > 0) or (isinstance(size, str) and _SIZE_RE.match(size))
-    ):
-        raise ConfigError(f"{where}: invalid size {size!r}; expected bytes or a string like '4K', '2M', '8G'")
+    nbytes = size_bytes(size, "size", where)
     page_size = values.get("page_size", "2M")
     if page_size not in PAGE_SIZES:
         raise ConfigError(
             f"{where}: invalid page_size {page_size!r}; expected one of {', '.join(PAGE_SIZES)}"
             + suggest(str(page_size), PAGE_SIZES)
         )
-    nbytes = size_bytes(size)
     if nbytes <= 0 or nbytes % 4096 or nbytes % size_bytes(page_size):
         raise ConfigError(
             f"{where}: invalid size {size!r} for page_size {page_size!r}; expected a positive multiple of 4K "

@@ -19,25 +19,30 @@ from typing import Any
 
 from faker.providers import BaseProvider
 
+from .sizes import parse_size
+
 PAGE = 4096
-UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 OPERATIONS = ("convert_shared", "convert_private", "punch_hole")
 
 
-def to_bytes(value: int | str) -> int:
-    """``4096``, ``"4K"``, ``"2M"``, ``"1G"`` -> bytes."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().upper()
-    if text[-1:] in UNITS:
-        return int(text[:-1]) * UNITS[text[-1]]
-    return int(text)
+def to_bytes(value: int | str, what: str = "size") -> int:
+    """``4096``, ``"4K"``, ``"2M"``, ``"1G"`` -> bytes, in the one size grammar of pytest-gmem
+    (:mod:`pytest_gmem.sizes`); ValueError / TypeError naming ``what`` and the value."""
+    return parse_size(value, what)
+
+
+def _step(value: int | str, what: str) -> int:
+    """An alignment: a positive size."""
+    step = to_bytes(value, what)
+    if step <= 0:
+        raise ValueError(f"{what} must be a positive size such as 4096 or '2M', got {value!r}")
+    return step
 
 
 def file_size(gmem_or_size: Any) -> int:
     """The size of a GuestMemfd (its ``size``), or a size given directly."""
     size = getattr(gmem_or_size, "size", gmem_or_size)
-    return to_bytes(size)
+    return to_bytes(size, "file size")
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class GmemProvider(BaseProvider):
 
     def gmem_offset(self, gmem_or_size: Any, align: int | str = PAGE) -> int:
         """An offset inside the file, a multiple of ``align`` (default 4K)."""
-        step = to_bytes(align)
+        step = _step(align, "align")
         slots = file_size(gmem_or_size) // step
         if slots < 1:
             raise ValueError(f"a file of {file_size(gmem_or_size)} bytes has no {step}-byte aligned offset")
@@ -71,7 +76,7 @@ class GmemProvider(BaseProvider):
         self, gmem_or_size: Any, align: int | str = PAGE, max_length: int | str | None = None
     ) -> tuple[int, int]:
         """``(offset, length)``: a non-empty range inside the file, both multiples of ``align``."""
-        step = to_bytes(align)
+        step = _step(align, "align")
         slots = file_size(gmem_or_size) // step
         if slots < 1:
             raise ValueError(f"a file of {file_size(gmem_or_size)} bytes has no {step}-byte aligned range")
@@ -79,12 +84,12 @@ class GmemProvider(BaseProvider):
         start = rnd.randrange(slots)
         most = slots - start
         if max_length is not None:
-            most = max(1, min(most, to_bytes(max_length) // step))
+            most = max(1, min(most, _step(max_length, "max_length") // step))
         return start * step, rnd.randint(1, most) * step
 
     def gmem_huge_range(self, gmem_or_size: Any, page_size: int | str = "2M") -> tuple[int, int]:
         """A range of whole huge pages (what splits and merges folios)."""
-        return self.gmem_range(gmem_or_size, align=page_size)
+        return self.gmem_range(gmem_or_size, align=_step(page_size, "page_size"))
 
     def gmem_workload(
         self,
@@ -95,16 +100,18 @@ class GmemProvider(BaseProvider):
         huge: int | str | None = "2M",
     ) -> list[Op]:
         """``steps`` operations on random valid ranges. About a third of the ranges are whole huge
-        pages (``huge``; None for none), so a workload exercises split and merge as well as
-        4K conversions."""
+        pages (``huge``; None or False for none), so a workload exercises split and merge as well
+        as 4K conversions."""
+        step = _step(align, "align")
+        huge_step = None if huge is None or huge is False else _step(huge, "huge")
         ops = []
         size = file_size(gmem_or_size)
         rnd = self.generator.random
         for _ in range(steps):
             name = rnd.choice(operations)
-            if huge is not None and size >= to_bytes(huge) and rnd.random() < 1 / 3:
-                offset, length = self.gmem_range(size, align=huge)
+            if huge_step is not None and size >= huge_step and rnd.random() < 1 / 3:
+                offset, length = self.gmem_range(size, align=huge_step)
             else:
-                offset, length = self.gmem_range(size, align=align, max_length=max(size // 4, to_bytes(align)))
+                offset, length = self.gmem_range(size, align=step, max_length=max(size // 4, step))
             ops.append(Op(name, offset, length))
         return ops

@@ -1,6 +1,9 @@
-"""Sizes: PAGE_SIZE, huge page sizes, and parsing of "4K" / "2M" / "1G" strings."""
+"""Sizes: PAGE_SIZE, huge page sizes; size strings ("4K", "2M", "1G") are read by
+:func:`pytest_gmem.sizes.parse_size`, the one grammar of the plugin and the model."""
 
 from __future__ import annotations
+
+from ..sizes import parse_size as parse_size  # re-exported: the model's modules take it from here
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -9,24 +12,6 @@ U64_MASK = (1 << 64) - 1
 #: pages per folio for each supported backing page size
 PAGES_PER: dict[str, int] = {"4K": 1, "2M": 512, "1G": 262144}
 ORDER_OF: dict[int, int] = {1: 0, 512: 9, 262144: 18}
-_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(value: int | str, what: str = "size") -> int:
-    """Bytes from an int or a string such as ``"4K"``, ``"2M"``, ``"8G"``, ``"1T"``, ``"0x1000"``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{what} must be bytes or a size string, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        text = value.strip().upper().removesuffix("B").removesuffix("I")
-        try:
-            if text and text[-1] in _SUFFIX:
-                return int(float(text[:-1]) * _SUFFIX[text[-1]])
-            return int(text, 0)
-        except ValueError:
-            pass
-    raise ValueError(f"{what} {value!r} is not a size (bytes, or a string like '4K', '2M', '1G')")
 
 
 def page_size_name(nr_pages: int) -> str:
