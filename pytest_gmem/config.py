@@ -190,7 +190,7 @@ MARKER_HELP = {
     "enomem": (
         "enomem(point, nth=1, times=1, **when): the fault point (name or glob) fails with ENOMEM "
         "on its nth hit during the test body, times times; extra keywords filter the hits by "
-        "context, e.g. phase='rollback'. Markers accumulate."
+        "context, e.g. phase='rollback' (or when={'phase': 'rollback'}). Markers accumulate."
     ),
     "speculative_refcount": (
         "speculative_refcount(point, refs=1, hold=None, nth=1, times=1, **when): transient extra "
@@ -279,7 +279,10 @@ def bind(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str
         raise ConfigError(f"{where}: {exc}{hint}; signature: {MARKER_HELP[marker].split(':')[0]}") from None
     bound.apply_defaults()
     values = dict(bound.arguments)
-    when = values.pop("when", None)
+    when = dict(values.pop("when", None) or {})
+    # when={...}, as faults.inject takes it, lands in **when under the key "when": merge it
+    # with the keyword filters instead of filtering on a context key named "when".
+    given = when.pop("when", None)
     if when:
         # A context filter that looks like a misspelt argument would silently never match.
         names = [p for p in sig.parameters if p != "when"]
@@ -290,7 +293,21 @@ def bind(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str
                     f"{where}: unexpected argument {key!r} (did you mean {close[0]!r}?); extra keyword "
                     "arguments are context filters"
                 )
-        values["when"] = dict(when)
+    if given is not None:
+        if not isinstance(given, Mapping) or not all(isinstance(k, str) for k in given):
+            raise ConfigError(
+                f"{where}: when must be a mapping of context keys to values, e.g. when={{'phase': 'rollback'}}; "
+                f"got {given!r}"
+            )
+        for key, value in given.items():
+            if key in when and when[key] != value:
+                raise ConfigError(
+                    f"{where}: context filter {key!r} given twice with different values: "
+                    f"{key}={when[key]!r} and when={{{key!r}: {value!r}}}"
+                )
+            when[key] = value
+    if when:
+        values["when"] = when
     return values
 
 

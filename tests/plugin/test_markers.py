@@ -124,6 +124,63 @@ def test_when_filter_from_marker_keywords(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["never fired*", "*kvm_gmem_convert_compute_work*phase=no-such-phase*"])
 
 
+def test_when_mapping_on_fault_markers(pytester: pytest.Pytester) -> None:
+    # when={...} as faults.inject takes it: a filter on the context, merged with the keyword
+    # filters; not a filter on a context key named "when" that never matches.
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_gmem import ConversionError
+
+        @pytest.mark.enomem("kvm_gmem_convert_compute_work", when={"phase": "forward"})
+        def test_mapping(gmem, faults):
+            with pytest.raises(ConversionError):
+                gmem.convert_private(0, "2M")
+            assert len(faults.fired) == 1
+
+        @pytest.mark.enomem("kvm_gmem_convert_compute_work", index=0, when={"phase": "forward"})
+        def test_merged(gmem, faults):
+            with pytest.raises(ConversionError):
+                gmem.convert_private(0, "2M")
+            assert faults.fired[0].context == {"index": 0, "phase": "forward"}
+
+        @pytest.mark.speculative_refcount("kvm_gmem_has_safe_refcount", hold=None, when={"phase": "nope"})
+        def test_specref_never(gmem, faults):
+            gmem.guest_write(0, b"x")
+            gmem.convert_private(0, "2M")
+            assert faults.fired == []
+        """
+    )
+    result = pytester.runpytest("-rA")
+    result.assert_outcomes(passed=3)
+    assert "'when'" not in result.stdout.str() and "when={" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        (
+            'enomem("kvm_gmem_convert_compute_work", phase="rollback", when={"phase": "forward"})',
+            "*marker enomem on test_x: context filter 'phase' given twice with different values: "
+            "phase='rollback' and when={'phase': 'forward'}*",
+        ),
+        (
+            'enomem("kvm_gmem_convert_compute_work", when="phase=forward")',
+            "*marker enomem on test_x: when must be a mapping of context keys to values*got 'phase=forward'*",
+        ),
+        (
+            'tdx_unmap_failure(when={"phase": "forward"})',
+            "*marker tdx_unmap_failure on test_x: *unexpected keyword argument 'when'*",
+        ),
+    ],
+)
+def test_when_mapping_errors(pytester: pytest.Pytester, marker: str, expected: str) -> None:
+    pytester.makepyfile(f"import pytest\n\n@pytest.mark.{marker}\ndef test_x(gmem):\n    pass\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([expected])
+
+
 def test_markers_accumulate_from_class_and_module(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
