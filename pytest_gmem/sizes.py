@@ -51,7 +51,7 @@ def parse_size(value: object, what: str = "size") -> int:
     if match["bytes"] is not None:
         return int(match["bytes"], 0)
     exact = Decimal(match["num"]) * UNITS[match["unit"].upper()]
-    if exact != exact.to_integral_value() or int(exact) % PAGE_SIZE:
+    if "." in match["num"] and (exact != exact.to_integral_value() or int(exact) % PAGE_SIZE):
         raise ValueError(
             f"invalid {what} {value!r}: a fraction is taken only when it comes to whole 4K pages "
             f"('1.5M' is 1536K); write it in a smaller unit or in bytes"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 
@@ -19,6 +20,8 @@ VALID = [
     ("4096", 4096),
     ("0x1000", 4096),
     ("4K", 4096),
+    ("3K", 3072),
+    ("1K", 1024),
     ("4k", 4096),
     ("4KB", 4096),
     ("2M", 2 * M),
@@ -50,7 +53,7 @@ def test_not_a_size_is_a_type_error(value: object) -> None:
         parse_size(value, "align")
 
 
-@pytest.mark.parametrize(("text", "expected"), [v for v in VALID if v[1] <= 2 * M])
+@pytest.mark.parametrize(("text", "expected"), [v for v in VALID if v[1] <= 2 * M and v[1] % 4096 == 0])
 def test_model_and_marker_agree(pytester: pytest.Pytester, text: str, expected: int) -> None:
     """What the model takes for a size, the gmem marker takes too, with the same meaning."""
     vm = Host().create_vm()
@@ -77,6 +80,14 @@ def test_model_and_marker_refuse_alike(pytester: pytest.Pytester, text: str) -> 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"gmem: marker gmem on test_x: invalid size {text!r}: *"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_alignment_is_the_callers_check() -> None:
+    """'3K' is a size; that a file or a conversion needs whole 4K pages is the kernel's EINVAL."""
+    vm = Host().create_vm()
+    with pytest.raises(OSError, match="size 3072 is not a positive multiple of 4K") as e:
+        vm.create_guest_memfd("3K", page_size="4K")
+    assert e.value.errno == errno.EINVAL
 
 
 def test_provider_reads_the_same_grammar() -> None:
