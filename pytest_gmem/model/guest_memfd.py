@@ -321,5 +321,7 @@ class GuestMemfd:
         self.close()
 
     def __repr__(self) -> str:
+        if "fd_open" not in self.__dict__:  # __init__ refused it (pytest -l shows the locals)
+            return "GuestMemfd(not created)"
         state = "open" if self.fd_open else ("mapped, fd closed" if not self.released else "released")
         return f"GuestMemfd(size={fmt_bytes(self.size)}, page_size={self.page_size}, flags={self.flags:#x}, {state})"

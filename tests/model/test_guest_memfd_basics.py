@@ -30,7 +30,7 @@ from gmem_testlib import (
     unit_layout,
 )
 
-from pytest_gmem import Host, SigBus, uapi
+from pytest_gmem import GuestMemfd, Host, SigBus, uapi
 
 
 @pytest.fixture(params=PAGE_SIZES)
@@ -201,6 +201,19 @@ def test_keyword_form_names_init_private_without_mmap(page_size: str) -> None:
     if page_size != "4K":
         assert host.hugetlb_stats(page_size)["resv"] == 0
     close_all(host)
+
+
+def test_repr_of_a_file_the_kernel_refused() -> None:
+    """pytest -l shows the locals of a failed test: a GuestMemfd whose creation raised still
+    has a repr (not "AttributeError raised in repr()")."""
+    vm = new_host().create_vm(vm_type="sw_protected")
+    refused = GuestMemfd.__new__(GuestMemfd)
+    with pytest.raises(OSError):
+        refused.__init__(vm, "3K", uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED)  # type: ignore[misc]
+    assert repr(refused) == "GuestMemfd(not created)"
+    made = vm.create_guest_memfd("4K", mmap=True)
+    assert repr(made) == "GuestMemfd(size=4K, page_size=4K, flags=0x1, open)"
+    made.close()
 
 
 def test_invalid_sizes(page_size: str) -> None:
