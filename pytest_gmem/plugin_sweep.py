@@ -83,7 +83,14 @@ class Sweeps:
         if value is None:
             return None
         known = list(_known_revisions())
-        names = known if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        if "all" in names:
+            if set(names) != {"all"}:
+                raise pytest.UsageError(
+                    f"gmem: --gmem-compare={value!r}: 'all' cannot be combined with revision names; "
+                    f"give 'all' alone, or the revisions to compare (e.g. {','.join(known[:2])!r})"
+                )
+            names = known
         if not names:
             raise pytest.UsageError(
                 f"gmem: --gmem-compare={value!r}: name at least one revision ({', '.join(known)}) or 'all'"

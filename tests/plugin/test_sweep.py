@@ -374,6 +374,16 @@ def test_compare_needs_a_revision(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["ERROR: gmem: --gmem-compare=',': name at least one revision (*) or 'all'"])
 
 
+def test_compare_all_is_not_a_revision_name(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gmem-compare=all,fixed")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: gmem: --gmem-compare='all,fixed': 'all' cannot be combined with revision names; give 'all' alone*"]
+    )
+    assert "did you mean" not in result.stderr.str()
+
+
 def test_skip_and_xfail_marked_swept_tests_do_not_warn(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_sk="""
