@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import os
 import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
 from typing import TextIO
 
-from .errors import FaultError, SpecSyntaxError, suggest
+from .errors import FaultError, suggest
 from .grammar import arm, parse
 from .points import PointInfo, catalog
 from .scope import scope
@@ -81,11 +82,8 @@ def _parse(text: str, check: bool, as_json: bool, out: TextIO) -> int:
         if check:
             with scope(inherit=False):  # arm for real, in a scope that ends at once
                 arm(text, "the command line")
-    except SpecSyntaxError as e:
+    except FaultError as e:  # every bad spec alike: the message, its caret, no class name
         sys.stderr.write(f"{e}\n")
-        return 2
-    except FaultError as e:
-        sys.stderr.write(f"{type(e).__name__}: {e}\n")
         return 2
     if as_json:
         json.dump([_spec_json(s) for s in specs], out, indent=2)
@@ -159,5 +157,19 @@ def _anchor(name: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum() or c in "-_")
 
 
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """``main`` on the real stdout; a reader that stops early (``| head``) ends the command
+    quietly, as with other command-line tools, instead of with a BrokenPipeError traceback."""
+    try:
+        status = main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the status a shell shows for a pipe's killed writer
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli())

@@ -393,7 +393,7 @@ class _Parser:
 
     def _raise_located(self, cls: type[FaultError], message: str, pos: int) -> NoReturn:
         where = f" (from {self.source})" if self.source else ""
-        raise cls(f"{message}{where} at character {pos + 1}:\n{_caret_lines(self.text, pos)}")
+        raise cls(f"{message} at character {pos + 1}{where}:\n{_caret_lines(self.text, pos)}")  # as SpecSyntaxError
 
 
 @functools.cache

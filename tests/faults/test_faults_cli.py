@@ -86,6 +86,23 @@ def test_parse_error_shows_the_caret(capsys: pytest.CaptureFixture[str]) -> None
                    "  a=enomem@nht=1", "           ^"]
 
 
+@pytest.mark.parametrize(
+    ("argv", "first_line"),
+    [
+        (("parse", "a=enomen"),
+         "unknown fault kind 'enomen' (did you mean 'ENOMEM'?) at character 3 (from the command line):"),
+        (("parse", "t_faults_cli_aloc=enomem", "--check"), "unknown fault point 't_faults_cli_aloc' "),
+        (("parse", "t_faults_cli_refs=enomem", "--check"), "fault point 't_faults_cli_refs' cannot produce "),
+    ],
+)
+def test_parse_errors_read_alike(capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], first_line: str) -> None:
+    # as the syntax errors: the message and its caret, no exception class name in front
+    assert run(*argv) == (2, "")
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(first_line), err
+    assert err[-1].strip() == "^"
+
+
 def test_parse_check_finds_unknown_points(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("parse", "t_faults_cli_alloc=enomem", "--check")[0] == 0
     code, _ = run("parse", "t_faults_cli_aloc=enomem", "--check")
@@ -113,3 +130,15 @@ def test_module_entry_point() -> None:
                           capture_output=True, text=True, cwd=root, check=False)
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1] == "            ^"
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """``python -m faults list --json | head -5``: the reader goes away, no BrokenPipeError."""
+    root = Path(faults.__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "faults", "list", "--json"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141
+    assert err == ""
