@@ -263,6 +263,19 @@ def inject_chain(point: str, terms: list[Term], *, when: When = None, seed: int 
 
 
 # --- the slow path of FaultPoint.hit ---------------------------------------------------------
+def armed(*points: FaultPoint | str) -> bool:
+    """Whether any of ``points`` (points or names) is armed in the current scope chain, i.e.
+    whether a hit of it could fire here. Lets a caller that batches several points' hits (at
+    the cost of their order) take an exact one-by-one path only when a fault can fire."""
+    names = {p if isinstance(p, str) else p.name for p in points}
+    s: Scope | None = _CURRENT.get()
+    while s is not None:
+        if names.intersection(s.by_point):
+            return True
+        s = s.parent if s.inherit else None
+    return False
+
+
 def slow_hit(point: FaultPoint, count: int, ctx: dict[str, Any]) -> Fired | None:
     """Decide, record and announce a call of ``point`` covering ``count`` items.
 

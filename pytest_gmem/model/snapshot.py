@@ -63,7 +63,8 @@ def _fmt(kind: str, item: tuple[object, ...]) -> str:
 
 def take(g: GuestMemfd, window: tuple[int, int] | None = None) -> Snapshot:
     """The snapshot of the whole file, or of the pages ``window`` (start, end indices) only:
-    ranges, folios and contents there, the allocator's pool counters whole. What a conversion
+    ranges, folios, contents, allocated and split huge pages there, the subpool's counters
+    whole. What a conversion
     can change lies in its range rounded out to huge pages, so the rollback check
     (``Host(check_rollback=True)``) compares that window: O(ranges in it), not O(file)."""
     merged: list[tuple[int, int, int, int]] = []

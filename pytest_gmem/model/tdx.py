@@ -216,8 +216,9 @@ class TdxVM(VM):
         ``kvm_gmem_private_has_safe_refcount`` fails the conversion (EFAULT)."""
         failed = self._remove(g, start, end)
         if failed is not None and self.fatal_policy == "bug-vm":
-            raise ConvFailure(EIO, failed, f"TDH.MEM.PAGE.REMOVE at {failed << PAGE_SHIFT:#x} failed; "
-                                           f"KVM_BUG_ON: the TD is dead")
+            index, seamcall = failed
+            raise ConvFailure(EIO, index, f"{seamcall} at {index << PAGE_SHIFT:#x} failed; "
+                                          f"KVM_BUG_ON: the TD is dead")
         self._check_held(g, start, end)
 
     def _check_held(self, g: GuestMemfd, start: int, end: int) -> None:
@@ -329,9 +330,9 @@ class TdxVM(VM):
             return False
         return True
 
-    def _remove(self, g: GuestMemfd, start: int, end: int) -> int | None:
+    def _remove(self, g: GuestMemfd, start: int, end: int) -> tuple[int, str] | None:
         """Remove every private S-EPT entry in ``[start, end)`` (huge ones whole); returns the
-        index whose removal failed fatally, or None."""
+        index and SEAMCALL whose failure was fatal, or None."""
         for s, e, m in list(g.guest.map.items(start, end, clip=False)):
             if not m.private:
                 continue
@@ -343,49 +344,44 @@ class TdxVM(VM):
                 return bad
         return None
 
-    def _remove_pages(self, g: GuestMemfd, start: int, end: int, level: str) -> int | None:
+    def _remove_pages(self, g: GuestMemfd, start: int, end: int, level: str) -> tuple[int, str] | None:
         """``tdx_sept_remove_private_spte`` on each S-EPT entry of ``[start, end)`` (one huge
         entry, or a run of 4K ones): TDH.MEM.RANGE.BLOCK, TDH.MEM.TRACK, TDH.MEM.PAGE.REMOVE (each
         with the BUSY retry of ``tdh_do_no_vcpus``), TDH.PHYMEM.PAGE.WBINVD, then the page reset.
-        Returns the index whose removal failed fatally (the VM is bugged), or None.
+        Returns the index and SEAMCALL that failed fatally (the VM is bugged), or None.
 
-        The stages are hit over the whole run of entries, stage by stage (hit_many keeps a 1G
-        range of 4K entries O(1)): per-point hit counts are the kernel's unless a fatal error
-        stops the run, after which earlier stages have also counted the entries past it."""
+        When none of the four points is armed nothing can fail, and each stage is hit once for
+        the whole run (hit_many: a 1G range of 4K entries stays O(1); the hit counts are the
+        kernel's, a recorded trace shows them stage by stage). Otherwise entry by entry, in the
+        kernel's order."""
         step = end - start if level != "4K" else 1
         n = (end - start) // step
-        done = [0] * len(REMOVE_STAGES)  # entries that got through each stage
-        total = n  # entries the run reaches (cut at a fatal error)
-        fatal: tuple[int, faults.FaultPoint, faults.TdxError] | None = None
-        while done[-1] < total:
-            for i, point in enumerate(REMOVE_STAGES):
-                upto = done[i - 1] if i else total
-                if done[i] >= upto:
-                    continue
-                f = point.hit_many(upto - done[i], index=start + done[i] * step, level=level, attempt=0)
-                if f is None:
-                    self.seamcalls += upto - done[i]
-                    done[i] = upto
-                    continue
-                k = done[i] + f.offset
-                self.seamcalls += f.offset + 1
-                err = self._retry(point, f, index=start + k * step, level=level) if point in RETRIED \
-                    else self._first_error(f)
-                done[i] = k + (err is None)
-                if err is not None and (fatal is None or k < fatal[0]):
-                    fatal, total = (k, point, err), k
-        self._removed(g, start, start + total * step)
-        if fatal is None:
+        if not faults.armed(*REMOVE_STAGES):
+            for point in REMOVE_STAGES:
+                point.hit_many(n, index=start, level=level, attempt=0)
+            self.seamcalls += n * len(REMOVE_STAGES)
+            self._removed(g, start, end)
             return None
-        k, point, err = fatal
-        bad = start + k * step
-        if point is P_WBINVD:  # out of the S-EPT, but neither flushed nor reset
-            g.guest.map.clear(bad, bad + step)
-            self.pending(g).assign(bad, bad + step, True)
-        self._bug(g, "tdx_sept_remove_private_spte", point, err, bad, level)
-        if self.fatal_policy == "leak":
-            self._hold(g, bad, bad + step, level, err.code)
-        return bad
+        for k in range(n):
+            idx = start + k * step
+            for point in REMOVE_STAGES:
+                self.seamcalls += 1
+                f = point.hit(index=idx, level=level, attempt=0)
+                if f is None:
+                    continue
+                err = self._retry(point, f, index=idx, level=level) if point in RETRIED else self._first_error(f)
+                if err is None:
+                    continue
+                self._removed(g, start, idx)
+                if point is P_WBINVD:  # out of the S-EPT, but neither flushed nor reset
+                    g.guest.map.clear(idx, idx + step)
+                    self.pending(g).assign(idx, idx + step, True)
+                self._bug(g, "tdx_sept_remove_private_spte", point, err, idx, level)
+                if self.fatal_policy == "leak":
+                    self._hold(g, idx, idx + step, level, err.code)
+                return idx, SEAMCALL_NAMES[point.name]
+        self._removed(g, start, end)
+        return None
 
     def _first_error(self, fired: faults.Fired) -> faults.TdxError | None:
         """A SEAMCALL KVM does not retry (TDH.PHYMEM.PAGE.WBINVD): its first error is final."""
@@ -447,7 +443,7 @@ class TdxVM(VM):
     def _bug(self, g: GuestMemfd, where: str, point: faults.FaultPoint, err: faults.TdxError,
              index: int, level: str) -> None:
         """``TDX_BUG_ON`` -> ``KVM_BUG_ON``: WARN, the VM is dead, its state frozen."""
-        busy = " after the retries" if err.retryable else ""
+        busy = " after the retries" if err.retryable and point in RETRIED and self.busy_retries else ""
         why = (f"SEAMCALL {SEAMCALL_NAMES[point.name]} failed: {err.code} ({err.status:#x}){busy}, "
                f"{level} entry at {index << PAGE_SHIFT:#x}")
         self.host.warn(where, f"KVM_BUG_ON: {why}")

@@ -276,3 +276,17 @@ def test_a_scope_given_a_seed_derives_the_same_seeds_wherever_it_is_nested() -> 
 def test_seed_must_be_an_integer(sc: faults.Scope) -> None:
     with pytest.raises(faults.FaultError, match="seed must be an integer"):
         faults.inject("t_faults_scopes_p", "ENOMEM", seed=[1])  # type: ignore[arg-type]
+
+
+def test_armed_looks_at_the_current_scope_chain_only() -> None:
+    point = faults.get_point("t_faults_scopes_p")
+    assert not faults.armed(point, "t_faults_scopes_p")
+    with faults.scope(record=True):
+        assert not faults.armed(point)  # recording is not arming
+        with faults.inject("t_faults_scopes_p", "ENOMEM"):
+            assert faults.armed(point) and faults.armed("nothing_like_it", "t_faults_scopes_p")
+            with faults.scope(inherit=False):
+                assert not faults.armed(point)  # a scope that does not inherit sees nothing
+            with faults.scope():
+                assert faults.armed(point)
+        assert not faults.armed(point)

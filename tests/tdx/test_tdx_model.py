@@ -113,8 +113,8 @@ def test_busy_is_retried_and_succeeds(revision: str) -> None:
     with faults.scope(record=True) as sc, remove_error("TDX_OPERAND_BUSY", nth=2, times=TDX_BUSY_RETRIES):
         g.convert_shared(0, "8K")
     assert [f.kind.label() for f in sc.fired] == ["tdx_error(TDX_OPERAND_BUSY)"]
-    # one batched call for both pages (the second got BUSY), then the retry of that page
-    assert [e.context["attempt"] for e in sc.trace if e.point == "tdh_mem_page_remove"] == [0, 1]
+    # armed: page by page, the second got BUSY, then the retry of that page
+    assert [e.context["attempt"] for e in sc.trace if e.point == "tdh_mem_page_remove"] == [0, 0, 1]
     assert sc.census["tdh_mem_page_remove"] == 3
     assert not vm.dead and not host.warnings
     assert g.ranges()[0] == (0, 8192, "shared")
@@ -471,3 +471,29 @@ def test_wbinvd_busy_is_not_retried() -> None:
         g.convert_shared(0, "2M")
     assert vm.dead
     host.check()
+
+
+def test_removal_faults_fire_in_the_kernels_order() -> None:
+    """Entry by entry, BLOCK, TRACK, REMOVE, WBINVD: with two armings on different stages, the
+    one the kernel reaches first fires first, and nothing fires past a fatal error."""
+    host, vm, g = make(page_size="4K", size="64K")
+    g.guest_write(0, b"x" * 4 * 4096)
+    busy = faults.tdx_error("TDX_OPERAND_BUSY")
+    with faults.scope() as sc:
+        faults.inject("tdh_mem_range_block", busy, nth=3)  # entry 2
+        faults.inject("tdh_mem_page_remove", busy, nth=1)  # entry 0
+        g.convert_shared(0, "16K")
+        assert [(f.point, f.context["index"]) for f in sc.fired] == \
+            [("tdh_mem_page_remove", 0), ("tdh_mem_range_block", 2)]
+    assert not vm.dead
+    host.check()
+    host2, vm2, g2 = make(page_size="4K", size="64K")
+    g2.guest_write(0, b"x" * 4 * 4096)
+    with faults.scope() as sc, pytest.raises(ConversionError) as info:
+        faults.inject("tdh_mem_range_block", faults.tdx_error("fatal"), nth=3)
+        faults.inject("tdh_phymem_page_wbinvd_hkid", faults.tdx_error("fatal"), nth=1)
+        g2.convert_shared(0, "16K")
+    assert [f.point for f in sc.fired] == ["tdh_phymem_page_wbinvd_hkid"]  # entry 0 stops the run
+    assert "TDH.PHYMEM.PAGE.WBINVD at 0x0" in str(info.value)
+    assert vm2.seamcalls == 4 and "after the retries" not in (vm2.death or "")
+    host2.check()
