@@ -7,7 +7,7 @@ prepare/apply halves the ``prealloc`` revision uses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -216,7 +216,9 @@ def restructure_folios_in_range(g: GuestMemfd, start: int, nr_pages: int, split:
     """Mirrors ``kvm_gmem_restructure_folios_in_range``: split (to shared) or try to merge (to
     private) each huge page of the range rounded out; on failure undo the huge pages before it.
     rfc-v2 keeps the unsigned ``for (index -= n; index >= start; index -= n)`` loop, which
-    never ends when ``start == 0`` (KernelBug)."""
+    never ends when ``start == 0`` (KernelBug), and undoes every huge page it walks, also those
+    the forward loop left alone (defect 6: a page split before the conversion is merged over
+    its shared page); ``fixed`` undoes only what the forward loop changed."""
     if not g.alloc.custom:
         return
     n = g.nr_pages_in_folio
@@ -224,9 +226,11 @@ def restructure_folios_in_range(g: GuestMemfd, start: int, nr_pages: int, split:
     start -= start % n
     index = start
     failure: ConvFailure | None = None
+    changed: list[int] = []  # huge pages this loop split or merged (fixed: the only ones undone)
     while index < end:
         f = g.filemap.lookup(index)
         if f is not None:
+            was = f.folio_nr
             try:
                 if split:
                     split_folio_in_filemap(g, f, phase)
@@ -235,10 +239,15 @@ def restructure_folios_in_range(g: GuestMemfd, start: int, nr_pages: int, split:
             except ConvFailure as e:
                 failure = e
                 break
+            now = g.filemap.lookup(index)
+            if now is not None and now.folio_nr != was:
+                changed.append(index)
         index += n
     if failure is None:
         return
-    for idx in _rollback_indices(g, index, start, n):
+    undo: Iterable[int] = (_rollback_indices(g, index, start, n) if g.host.revision.rollback_undoes_untouched
+                           else reversed(changed))
+    for idx in undo:
         f = g.filemap.lookup(idx) if idx < g.nr_pages else None
         if f is None:
             continue

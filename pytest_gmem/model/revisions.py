@@ -23,6 +23,11 @@ class Revision:
     #: failed ``add_to_work_list`` kzalloc breaks out and the function returns 0: the ioctl
     #: converts the items computed so far and reports success
     compute_work_ret_shadowed: bool = False
+    #: defect 6 [reading of the code]: the inner rollback of ``kvm_gmem_restructure_folios_in_range``
+    #: undoes every huge page before the failing one, including those the forward loop left
+    #: alone (a huge page split before the conversion, around a shared page, gets merged: a huge
+    #: folio over a shared page, with no WARN)
+    rollback_undoes_untouched: bool = False
     #: a host fault past EOF (the mmap is not limited to the file) reaches
     #: ``kvm_gmem_shareability_get`` with no entry and WARNs before the SIGBUS (Yan Zhao's report)
     fault_past_eof_warns: bool = False
@@ -33,13 +38,13 @@ REVISIONS: dict[str, Revision] = {
         "rfc-v2",
         "RFC v2 as posted (May 2025), its known defects included",
         rollback_underflow=True, unbounded_spin=True, error_offset_on_enomem=False, prealloc=False,
-        compute_work_ret_shadowed=True, fault_past_eof_warns=True,
+        compute_work_ret_shadowed=True, fault_past_eof_warns=True, rollback_undoes_untouched=True,
     ),
     "fixed": Revision(
         "fixed",
         "rfc-v2 with the review's fixes: no underflow, bounded spinning reporting EAGAIN, "
-        "error_offset = start on ENOMEM, compute_work's ENOMEM returned; rollback failures still "
-        "only WARN",
+        "error_offset = start on ENOMEM, compute_work's ENOMEM returned, the inner rollback undoes "
+        "only what the forward loop changed; rollback failures still only WARN",
         rollback_underflow=False, unbounded_spin=False, error_offset_on_enomem=True, prealloc=False,
     ),
     "prealloc": Revision(

@@ -344,3 +344,28 @@ def test_the_rollback_check_compares_only_the_conversions_window() -> None:
     with faults.inject("kvm_gmem_shareability_store", "ENOMEM"), pytest.raises(ConversionError):
         g.convert_shared(MB2 + 8192, 4096)
     assert host.rollback_failures == [] and host.violations() == []
+
+
+# --- defect 6: the inner rollback undoes huge pages the forward loop never touched -------------
+@pytest.mark.parametrize("revision", ["rfc-v2", "fixed", "prealloc"])
+def test_rollback_merges_a_page_split_before_the_conversion(revision: str) -> None:
+    """[reading of the code] kvm_gmem_restructure_folios_in_range's rollback walks back from the
+    failing huge page and merges every one before it. A huge page split before the conversion
+    (around a shared page) was left alone by the forward loop, yet rfc-v2 merges it: a huge
+    folio over a shared page, without a WARN. fixed undoes only what it split."""
+    host = Host(hugetlb={"2M": 16}, revision=revision, check_rollback=True)
+    g = host.create_vm().create_guest_memfd(size=3 * MB2, mmap=True, init_private=True, page_size="2M")
+    for k in range(3):
+        g.guest_write(k * MB2, b"page")
+    g.convert_shared(MB2 + 4096, 4096)  # the second huge page is split around a shared page
+    with faults.inject("guestmem_hugetlb_stash_metadata", "ENOMEM"), pytest.raises(ConversionError) as info:
+        g.convert_shared(2 * MB2 - 4096, 8192)  # splitting the third huge page fails
+    assert info.value.errno == errno.ENOMEM and host.warnings == []
+    assert g.shareability(MB2 + 4096) == "shared"
+    second = [f for f in g.folios() if f[0] == MB2]
+    if revision == "rfc-v2":
+        assert second == [(MB2, 512, 512)]  # merged over its shared page
+        assert any(v.startswith("[2 split]") for v in host.violations())
+    else:
+        assert second == [(MB2, 1, 1)]
+        assert host.violations() == []
