@@ -49,7 +49,8 @@ def parse_size(value: object, what: str = "size") -> int:
     if match is None:
         raise ValueError(f"invalid {what} {value!r}: {EXPECTED}")
     if match["bytes"] is not None:
-        return int(match["bytes"], 0)
+        text = match["bytes"]
+        return int(text[2:], 16) if text[:2] in ("0x", "0X") else int(text)  # "0100" is 100
     exact = Decimal(match["num"]) * UNITS[match["unit"].upper()]
     if "." in match["num"] and (exact != exact.to_integral_value() or int(exact) % PAGE_SIZE):
         raise ValueError(
