@@ -248,22 +248,38 @@ class GuestMemfd:
 
     def _map_guest(self, start: int, end: int, private: bool) -> None:
         """Mirrors ``kvm_tdp_mmu_map`` at ``kvm_gmem_max_mapping_level``: huge only for a fully
-        private range with an unsplit folio (``kvm_gmem_mapping_order``) that the arch allows
-        (``vm.may_map_huge``: TDX maps at the guest's accept level); cannot fail."""
-        n = self.nr_pages_in_folio
+        private range with an unsplit folio (``kvm_gmem_mapping_order``), at most at the arch's
+        level (``vm.max_private_level``: TDX maps private memory at 2M at most) and where the
+        arch allows (``vm.may_map_huge``: TDX maps at the guest's accept level); cannot fail."""
+        cap = self.vm.max_private_level
         for run in list(self.filemap.runs(start, end)):
             s, e = max(run.start, start), min(run.end, end)
-            huge = private and run.folio_nr > 1 and not self.share.has_any(run.start, run.end, SHARED)
-            if huge and self.guest.level_at(run.start) == level_for_order(n):
+            if not (private and run.folio_nr > 1 and not self.share.has_any(run.start, run.end, SHARED)):
+                self._map_small(s, e, private)
                 continue
-            if huge and self.vm.may_map_huge(self, run.start, run.end):
-                self.guest.zap(run.start, run.end)
-                self.guest.install(run.start, run.end, level_for_order(run.folio_nr), True)
-            else:
-                for ms, me, m in list(self.guest.map.items(s, e)):
-                    if m.level != "4K" or m.private != private:
-                        self.guest.zap(ms, me)
-                self.guest.install(s, e, "4K", private)
+            level = level_for_order(run.folio_nr)
+            if cap is not None and PAGES_PER[level] > PAGES_PER[cap]:
+                level = cap
+            step = PAGES_PER[level]
+            for c in range(s - (s - run.start) % step, e, step):  # each huge entry [s, e) touches
+                if self.guest.level_at(c) == level:
+                    continue
+                if self.vm.may_map_huge(self, c, c + step):
+                    self.guest.zap(c, c + step)
+                    self.guest.install(c, c + step, level, True)
+                else:
+                    self._map_small(max(c, s), min(c + step, e), True)
+
+    def _map_small(self, start: int, end: int, private: bool) -> None:
+        """4K mappings for ``[start, end)``. A mapping of the other kind is zapped, and so is a
+        huge one, except where the arch caps private levels (TDX): there a huge private entry
+        made before its folio was split stays (the TDX module maps the memory, not the folio)."""
+        keep_huge = self.vm.max_private_level is not None
+        for ms, me, m in list(self.guest.map.items(start, end)):
+            if m.private != private or (m.level != "4K" and not keep_huge):
+                self.guest.zap(ms, me)
+        for gs, ge in list(self.guest.map.gaps(start, end)):
+            self.guest.install(gs, ge, "4K", private)
 
     def guest_mapping_level(self, offset: int) -> str | None:
         """The level the guest maps that page at: "4K", "2M", "1G" or None."""

@@ -8,11 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .shareability import PRIVATE, SHARED
-from .units import PAGE_SHIFT
+from .units import PAGE_SHIFT, PAGES_PER
 
 if TYPE_CHECKING:
     from .guest_memfd import GuestMemfd
     from .host import Host
+    from .mmu import GMap
 
 
 def _o(index: int) -> str:
@@ -57,10 +58,8 @@ def check_file(g: GuestMemfd, name: str) -> list[str]:
         for ss, se, v in g.share.ranges(s, e):
             if v != want:
                 out.append(f"[3 guest-map] {name}: guest maps [{_o(ss)}, {_o(se)}) as {want} but it is {v}")
-        if gm.level != "4K":
-            f = g.filemap.lookup(s)
-            if f is None or f.folio_nr == 1 or (f.start, f.end) != (s, e):
-                out.append(f"[3 guest-map] {name}: guest maps {gm.level} at {_o(s)} without an unsplit huge folio")
+        if gm.level != "4K" and not _huge_mapping_ok(g, s, e, gm):
+            out.append(f"[3 guest-map] {name}: guest maps {gm.level} at {_o(s)} without an unsplit huge folio")
         for hs, he in g.filemap.map.gaps(s, e):
             out.append(f"[3 guest-map] {name}: guest maps unallocated pages [{_o(hs)}, {_o(he)})")
     # 5. references
@@ -122,3 +121,19 @@ def check_host(host: Host) -> list[str]:
             out.append(f"[5 refcount] huge page {b!r}: {lost} page(s) neither in a filemap, pinned nor "
                        f"freed (leaked: a folio lost from the filemap)")
     return out
+
+
+def _huge_mapping_ok(g: GuestMemfd, start: int, end: int, gm: GMap) -> bool:
+    """A huge guest mapping is one unsplit huge folio exactly; where the arch caps private
+    levels (TDX, 2M), a private entry is an aligned 2M of one huge page's memory, which it may
+    keep after the folio was split (the TDX module maps memory, not folios)."""
+    f = g.filemap.lookup(start)
+    if f is None:
+        return False
+    if f.folio_nr > 1 and (f.start, f.end) == (start, end):
+        return True
+    if g.vm.max_private_level is None or not gm.private:
+        return False
+    runs = list(g.filemap.runs(start, end))
+    return (end - start == PAGES_PER[gm.level] and (start - f.block.base) % (end - start) == 0
+            and all(r.block is f.block for r in runs))

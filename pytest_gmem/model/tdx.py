@@ -158,6 +158,9 @@ class TdxVM(VM):
 
     vm_type = "tdx"
     preserves_contents = False
+    #: ``tdx_gmem_max_mapping_level``: private memory is mapped at 2M at most (the TDX huge
+    #: page series; a 1G folio is mapped as 2M S-EPT entries)
+    max_private_level = "2M"
 
     def __init__(self, host: Host, tdx_fatal_policy: str = "bug-vm",
                  tdx_busy_retries: int = TDX_BUSY_RETRIES, **options: Any) -> None:

@@ -28,6 +28,8 @@ class VM:
     vm_type = "sw_protected"
     #: whether private contents survive conversion to shared (False for TDX)
     preserves_contents = True
+    #: the largest level private memory is mapped at (None: the folio's; TDX: "2M")
+    max_private_level: str | None = None
 
     def __init__(self, host: Host, **options: Any) -> None:
         if options:

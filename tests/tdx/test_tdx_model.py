@@ -497,3 +497,40 @@ def test_removal_faults_fire_in_the_kernels_order() -> None:
     assert "TDH.PHYMEM.PAGE.WBINVD at 0x0" in str(info.value)
     assert vm2.seamcalls == 4 and "after the retries" not in (vm2.death or "")
     host2.check()
+
+
+# --- 1G folios: TDX maps private memory at 2M at most (tdx_gmem_max_mapping_level) ------------
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_a_1g_folio_is_mapped_as_2m_s_ept_entries(revision: str) -> None:
+    host = Host(hugetlb={"1G": 2}, revision=revision)
+    vm = host.create_vm(vm_type="tdx")
+    g = vm.create_guest_memfd(size="1G", page_size="1G", mmap=True, init_private=True)
+    g.guest_write(0, b"a")
+    g.guest_write(5 * MB, b"b")
+    assert g.guest_mapping_level(0) == g.guest_mapping_level(5 * MB) == "2M"
+    assert g.guest_mapping_level(9 * MB) is None  # only what the guest touched
+    with faults.scope(record=True) as sc:
+        g.convert_shared(4096, 4096)  # splits the 1G folio; demotes only the first 2M entry
+    assert [e.point for e in sc.trace if e.point == "tdh_mem_page_demote"] == ["tdh_mem_page_demote"]
+    assert g.guest_mapping_level(0) == "4K" and g.guest_mapping_level(5 * MB) == "2M"
+    assert g.guest_read(5 * MB, 1) == b"b"  # the 2M entry over the now split folio stays
+    g.guest_write(9 * MB, b"c")  # a new fault over the split folio maps 4K
+    assert g.guest_mapping_level(9 * MB) == "4K"
+    host.check()
+    g.convert_shared(0, "1G")  # every entry removed, the 2M one whole
+    assert g.guest.ranges() == [] and not vm.dead
+    host.check()
+
+
+def test_a_2m_s_ept_entry_over_memory_of_another_huge_page_is_caught() -> None:
+    """The relaxed rule for TDX still wants one huge page's memory, aligned."""
+    from pytest_gmem.model.mmu import GMap
+
+    host = Host(hugetlb={"1G": 2})
+    vm = host.create_vm(vm_type="tdx")
+    g = vm.create_guest_memfd(size="1G", page_size="1G", mmap=True, init_private=True)
+    g.guest_write(0, b"a")
+    g.guest.map.clear(0, 512)
+    g.guest.map.put(256, 768, GMap("2M", True, 256))  # misaligned
+    with pytest.raises(AssertionError, match=r"\[3 guest-map\].*2M at 0x100000"):
+        host.check()
