@@ -270,8 +270,9 @@ class Arming:
             fn()
 
     # --- filtering ------------------------------------------------------------------------
-    def counted_offsets(self, count: int, ctx: Mapping[str, Any]) -> range | list[int]:
-        """Which items of a batch of ``count`` hits pass the ``when`` filter."""
+    def counted_offsets(self, count: int, ctx: Mapping[str, Any]) -> range | list[int] | LazyOffsets:
+        """Which items of a batch of ``count`` hits pass the ``when`` filter (a callable
+        filter is asked item by item, in order, only as far as the batch gets)."""
         when = self.when
         if when is None:
             return range(count)
@@ -286,7 +287,7 @@ class Arming:
                 return [off] if rest and 0 <= off < count else []
             ok = all(item_context(ctx, 0).get(k) == v for k, v in when.items())
             return range(count) if ok else []
-        return [i for i in range(count) if when(item_context(ctx, i))]
+        return LazyOffsets(count, ctx, when)
 
     def describe(self) -> str:
         text = f"{self.pattern}: {self.policy.describe()}"
@@ -296,6 +297,28 @@ class Arming:
 
     def __repr__(self) -> str:
         return f"<Arming {self.describe()} hits={self.hits} fired={self.fired}>"
+
+
+class LazyOffsets:
+    """The items of a batch that pass a callable ``when``, asked in item order and only up to
+    the item being decided: a filter is never called for items after the one that fired, as
+    with single hits."""
+
+    def __init__(self, count: int, ctx: Mapping[str, Any], fn: Callable[[Mapping[str, Any]], bool]) -> None:
+        self.count = count
+        self.ctx = ctx
+        self.fn = fn
+        self.passed: set[int] = set()
+        self.asked = 0  # items 0 .. asked-1 have been asked
+
+    def __contains__(self, i: object) -> bool:
+        if not isinstance(i, int) or not 0 <= i < self.count:
+            return False
+        while self.asked <= i:
+            if self.fn(item_context(self.ctx, self.asked)):
+                self.passed.add(self.asked)
+            self.asked += 1
+        return i in self.passed
 
 
 def run_all(fns: Iterable[Callable[[], object]]) -> None:

@@ -22,6 +22,7 @@ from .arming import (
     DEFAULT_TIMES,
     Arming,
     ChainPolicy,
+    LazyOffsets,
     Policy,
     RulePolicy,
     Term,
@@ -343,28 +344,11 @@ def _announce(chain: list[Scope], fired: Fired) -> None:
 
 def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str, Any]) -> Fired | None:
     offsets = [a.counted_offsets(count, ctx) for a in armings]
-    if all(a.policy.deterministic for a in armings):
-        best: tuple[int, int, int] | None = None  # (batch offset, arming position, k)
-        for pos, (a, offs) in enumerate(zip(armings, offsets, strict=True)):
-            if not len(offs):
-                continue
-            k = a.policy.first_fire(a.hits + 1)
-            if k is None:
-                continue
-            j = k - a.hits - 1
-            if j < len(offs) and (best is None or offs[j] < best[0]):
-                best = (offs[j], pos, k)
-        stop = count if best is None else best[0] + 1
-        for a, offs in zip(armings, offsets, strict=True):
-            a.hits += _count_below(offs, stop)
-        if best is None:
-            return None
-        winner = armings[best[1]]
-        kind = winner.policy.decide(best[2], winner.rng)
-        assert kind is not None
-        return _fire(point, winner, kind, best[0], ctx)
-    # General case: item by item, arming by arming.
-    sets: list[range | set[int]] = [set(o) if isinstance(o, list) else o for o in offsets]
+    eager = [o for o in offsets if not isinstance(o, LazyOffsets)]
+    if all(a.policy.deterministic for a in armings) and len(eager) == len(offsets):
+        return _decide_deterministic(point, armings, eager, count, ctx)
+    # General case: item by item, arming by arming (a callable when is asked in this order).
+    sets: list[range | set[int] | LazyOffsets] = [set(o) if isinstance(o, list) else o for o in offsets]
     for i in range(count):
         for pos, (a, members) in enumerate(zip(armings, sets, strict=True)):
             if i in members:
@@ -377,6 +361,30 @@ def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str,
                             later.hits += 1
                     return _fire(point, a, kind, i, ctx)
     return None
+
+
+def _decide_deterministic(point: FaultPoint, armings: list[Arming], offsets: list[range | list[int]],
+                          count: int, ctx: dict[str, Any]) -> Fired | None:
+    """Every arming fires on a known hit: the earliest item wins, in O(armings)."""
+    best: tuple[int, int, int] | None = None  # (batch offset, arming position, k)
+    for pos, (a, offs) in enumerate(zip(armings, offsets, strict=True)):
+        if not len(offs):
+            continue
+        k = a.policy.first_fire(a.hits + 1)
+        if k is None:
+            continue
+        j = k - a.hits - 1
+        if j < len(offs) and (best is None or offs[j] < best[0]):
+            best = (offs[j], pos, k)
+    stop = count if best is None else best[0] + 1
+    for a, offs in zip(armings, offsets, strict=True):
+        a.hits += _count_below(offs, stop)
+    if best is None:
+        return None
+    winner = armings[best[1]]
+    kind = winner.policy.decide(best[2], winner.rng)
+    assert kind is not None
+    return _fire(point, winner, kind, best[0], ctx)
 
 
 def _count_below(offs: range | list[int], stop: int) -> int:
