@@ -68,9 +68,9 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
         raise ConversionError(EINVAL, f"{name}: offset {offset:#x} / size {size:#x} not 4K aligned",
                               error_offset)
     start, nr = offset >> PAGE_SHIFT, size >> PAGE_SHIFT
-    window = _rollback_window(g, start, nr)
-    before = take_snapshot(g, window) if g.host.check_rollback else None
-    arch_before = g.vm.rollback_state(g, *window) if before is not None else None
+    window = _rollback_window(g, start, nr) if g.host.check_rollback else None
+    before = take_snapshot(g, window) if window is not None else None
+    arch_before = g.vm.rollback_state(g, *window) if window is not None else None
     warned = len(g.host.warnings)
     try:
         if g.host.revision.prealloc:
@@ -78,7 +78,8 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
         else:
             convert_range(g, start, nr, to_shared)
     except ConvFailure as e:
-        if before is not None and e.errno in (ENOMEM, EAGAIN) and len(g.host.warnings) == warned:
+        if window is not None and before is not None and e.errno in (ENOMEM, EAGAIN) \
+                and len(g.host.warnings) == warned:
             # rfc-v2 and fixed remove a to-shared range from the S-EPT in the pre-checks, which
             # clears it; prealloc removes nothing before its last failure point
             exact = g.vm.preserves_contents or not to_shared or g.host.revision.prealloc

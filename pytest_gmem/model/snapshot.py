@@ -64,36 +64,34 @@ def _fmt(kind: str, item: tuple[object, ...]) -> str:
 def take(g: GuestMemfd, window: tuple[int, int] | None = None) -> Snapshot:
     """The snapshot of the whole file, or of the pages ``window`` (start, end indices) only:
     ranges, folios, contents, allocated and split huge pages there, the subpool's counters
-    whole. What a conversion
-    can change lies in its range rounded out to huge pages, so the rollback check
-    (``Host(check_rollback=True)``) compares that window: O(ranges in it), not O(file)."""
+    whole. What a conversion can change lies in its range rounded out to huge pages, so the
+    rollback check (``Host(check_rollback=True)``) compares that window: O(ranges in it)."""
+    lo, hi = window if window is not None else (0, g.nr_pages)
     merged: list[tuple[int, int, int, int]] = []
-    for off, count, nr, refs in _folio_runs(g, window):
+    for off, count, nr, refs in _folio_runs(g, lo, hi):
         if merged:
             po, pc, pn, pr = merged[-1]
             if pn == nr and pr == refs and po + (pc * nr << PAGE_SHIFT) == off:
                 merged[-1] = (po, pc + count, pn, pr)
                 continue
         merged.append((off, count, nr, refs))
-    lo, hi = window if window is not None else (None, None)
     contents = tuple((s << PAGE_SHIFT, e << PAGE_SHIFT, g.contents.digest(s, e))
                      for s, e, _ in g.contents.pages.items(lo, hi))
     alloc: list[tuple[str, int]] = [("allocated_pages", sum(e - s for s, e, _ in g.filemap.map.items(lo, hi)))]
     spool = getattr(g.alloc, "spool", None)
     if spool is not None:
         alloc += [("subpool_used", spool.used_hpages), ("subpool_rsv", spool.rsv_hpages)]
-        runs = g.filemap.all_runs() if window is None else g.filemap.runs(*window)
-        alloc += [("split_huge_pages", sum(1 for r in runs if r.block.split and r.start == r.block.base))]
-    ranges = tuple((a << PAGE_SHIFT, b << PAGE_SHIFT, v) for a, b, v in
-                   (g.share.ranges() if window is None else g.share.ranges(*window)))
+        alloc += [("split_huge_pages",
+                   sum(1 for r in g.filemap.runs(lo, hi) if r.block.split and r.start == r.block.base))]
+    ranges = tuple((a << PAGE_SHIFT, b << PAGE_SHIFT, v) for a, b, v in g.share.ranges(lo, hi))
     return Snapshot(ranges, tuple(merged), contents, tuple(alloc))
 
 
-def _folio_runs(g: GuestMemfd, window: tuple[int, int] | None = None) -> list[tuple[int, int, int, int]]:
-    """(offset, count, nr_pages, refcount) per run of equal folios; pins counted, transient
-    references not. Grows with the number of distinct runs, not with pages."""
+def _folio_runs(g: GuestMemfd, lo: int, hi: int) -> list[tuple[int, int, int, int]]:
+    """(offset, count, nr_pages, refcount) per run of equal folios in ``[lo, hi)``; pins
+    counted, transient references not. Grows with the number of distinct runs, not with pages."""
     out: list[tuple[int, int, int, int]] = []
-    for run in (g.filemap.all_runs() if window is None else g.filemap.runs(*window)):
+    for run in g.filemap.runs(lo, hi):
         n = run.folio_nr
         for a, b, refs in run.block.ref_runs(run.start, run.end, n, transient=False):
             out.append((a << PAGE_SHIFT, (b - a) // n, n, refs))

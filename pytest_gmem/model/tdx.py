@@ -102,8 +102,8 @@ P_WBINVD = faults.declare(
 
 #: the SEAMCALLs of one S-EPT entry's removal, in the kernel's order
 REMOVE_STAGES = (P_RANGE_BLOCK, P_TRACK, P_PAGE_REMOVE, P_WBINVD)
-#: the ones KVM retries on TDX_OPERAND_BUSY (tdh_do_no_vcpus)
-RETRIED = frozenset({P_RANGE_BLOCK, P_TRACK, P_PAGE_REMOVE})
+#: the SEAMCALLs KVM retries on TDX_OPERAND_BUSY (tdh_do_no_vcpus); WBINVD is not
+RETRIED = frozenset({P_RANGE_BLOCK, P_TRACK, P_PAGE_REMOVE, P_PAGE_DEMOTE})
 FATAL_POLICIES = ("bug-vm", "leak")
 #: upstream ``tdh_do_no_vcpus``: one retry once no vCPU can enter the TD
 TDX_BUSY_RETRIES = 1
@@ -174,7 +174,6 @@ class TdxVM(VM):
         self.busy_retries = tdx_busy_retries
         self._pending: dict[GuestMemfd, IntervalMap[bool]] = {}  # PENDING private pages per file
         self.leaks: list[Leak] = []
-        self.death: str | None = None  # why KVM_BUG_ON fired
         self._frozen = _Frozen()
         self.seamcalls = 0
         self.seamcalls_while_dead = 0
@@ -195,13 +194,6 @@ class TdxVM(VM):
         return sum(lk.end - lk.start for lk in self.leaks)
 
     # --- arch hooks guest_memfd calls -------------------------------------------------------
-    def check_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
-        """A conversion of a dead TD's file that has anything to convert: EIO before any
-        allocation, nothing changes."""
-        if self.dead and g.share.has_any(start, end, PRIVATE if to_shared else SHARED):
-            raise ConvFailure(EIO, start, f"the TD is bugged (KVM_BUG_ON: {self.death}); "
-                                          "KVM refuses to touch its memory")
-
     def precheck_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
         """To shared: demote the huge S-EPT entries straddling the range (``ConvFailure`` ENOMEM
         when the split's page table page cannot be allocated, EIO on a fatal SEAMCALL error),
@@ -372,13 +364,12 @@ class TdxVM(VM):
                 f = point.hit(index=idx, level=level, attempt=0)
                 if f is None:
                     continue
-                err = self._retry(point, f, index=idx, level=level) if point in RETRIED else self._first_error(f)
+                err = self._retry(point, f, index=idx, level=level)
                 if err is None:
                     continue
                 self._removed(g, start, idx)
                 if point is P_WBINVD:  # out of the S-EPT, but neither flushed nor reset
-                    g.guest.map.clear(idx, idx + step)
-                    self.pending(g).assign(idx, idx + step, True)
+                    self._removed(g, idx, idx + step, reset=False)
                 self._bug(g, "tdx_sept_remove_private_spte", point, err, idx, level)
                 if self.fatal_policy == "leak":
                     self._hold(g, idx, idx + step, level, err.code)
@@ -386,18 +377,14 @@ class TdxVM(VM):
         self._removed(g, start, end)
         return None
 
-    def _first_error(self, fired: faults.Fired) -> faults.TdxError | None:
-        """A SEAMCALL KVM does not retry (TDH.PHYMEM.PAGE.WBINVD): its first error is final."""
-        self.host.note_fault(fired)
-        return fired.kind if isinstance(fired.kind, faults.TdxError) else None
-
-    def _removed(self, g: GuestMemfd, start: int, end: int) -> None:
-        """The entries left the S-EPT: the pages are cleared (``tdx_quirk_reset_page``) and come
-        back PENDING if they stay private."""
+    def _removed(self, g: GuestMemfd, start: int, end: int, reset: bool = True) -> None:
+        """The entries left the S-EPT: the pages are cleared (``tdx_quirk_reset_page``; not
+        after a failed WBINVD, ``reset=False``) and come back PENDING if they stay private."""
         if start >= end:
             return
         g.guest.map.clear(start, end)
-        g.contents.zero(start, end)
+        if reset:
+            g.contents.zero(start, end)
         self.pending(g).assign(start, end, True)
 
     def _hold(self, g: GuestMemfd, start: int, end: int, level: str, error: str) -> None:
@@ -429,11 +416,12 @@ class TdxVM(VM):
         return self._retry(point, f, **ctx)
 
     def _retry(self, point: faults.FaultPoint, fired: faults.Fired, **ctx: Any) -> faults.TdxError | None:
-        """``tdh_do_no_vcpus``: TDX_OPERAND_BUSY is retried ``busy_retries`` times."""
+        """``tdh_do_no_vcpus``: TDX_OPERAND_BUSY is retried ``busy_retries`` times (a SEAMCALL KVM
+        does not retry, TDH.PHYMEM.PAGE.WBINVD, keeps its first error)."""
         self.host.note_fault(fired)
         kind = fired.kind
         attempt = 0
-        while isinstance(kind, faults.TdxError) and kind.retryable and attempt < self.busy_retries:
+        while isinstance(kind, faults.TdxError) and kind.retryable and attempt < self._retries(point):
             attempt += 1
             self.seamcalls += 1
             f = point.hit(attempt=attempt, **ctx)
@@ -443,10 +431,13 @@ class TdxVM(VM):
             kind = f.kind
         return kind if isinstance(kind, faults.TdxError) else None
 
+    def _retries(self, point: faults.FaultPoint) -> int:
+        return self.busy_retries if point in RETRIED else 0
+
     def _bug(self, g: GuestMemfd, where: str, point: faults.FaultPoint, err: faults.TdxError,
              index: int, level: str) -> None:
         """``TDX_BUG_ON`` -> ``KVM_BUG_ON``: WARN, the VM is dead, its state frozen."""
-        busy = " after the retries" if err.retryable and point in RETRIED and self.busy_retries else ""
+        busy = " after the retries" if err.retryable and self._retries(point) else ""
         why = (f"SEAMCALL {SEAMCALL_NAMES[point.name]} failed: {err.code} ({err.status:#x}){busy}, "
                f"{level} entry at {index << PAGE_SHIFT:#x}")
         self.host.warn(where, f"KVM_BUG_ON: {why}")

@@ -37,6 +37,7 @@ class VM:
         self.host = host
         self.files: list[GuestMemfd] = []
         self.dead = False  # KVM_BUG_ON: the VM is bugged and every access fails
+        self.death: str | None = None  # why KVM_BUG_ON fired, when the arch says
 
     @user_op
     def create_guest_memfd(
@@ -68,7 +69,8 @@ class VM:
         range has something to convert (``ConvFailure`` EIO; the model's reading of KVM_BUG_ON,
         see docs/tdx-and-vmm.md)."""
         if self.dead and g.share.has_any(start, end, PRIVATE if to_shared else SHARED):
-            raise ConvFailure(EIO, start, "the VM is bugged (KVM_BUG_ON); KVM refuses to touch its memory")
+            why = f"KVM_BUG_ON: {self.death}" if self.death else "KVM_BUG_ON"
+            raise ConvFailure(EIO, start, f"the VM is bugged ({why}); KVM refuses to touch its memory")
 
     def precheck_convert(self, g: GuestMemfd, start: int, end: int, to_shared: bool) -> None:
         """Arch checks of one work item that change nothing the guest can see (TDX: the S-EPT

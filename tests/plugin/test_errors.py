@@ -88,6 +88,19 @@ def test_kind_the_point_cannot_produce(pytester: pytest.Pytester) -> None:
             "gmem(mmap=False, init_private=True)",
             "*marker gmem on test_x: init_private=True needs mmap=True, got mmap=False*",
         ),
+        (
+            'enomem("kvm_gmem_convert_compute_work", phase="rollback", when={"phase": "forward"})',
+            "*marker enomem on test_x: context filter 'phase' given twice with different values: "
+            "phase='rollback' and when={'phase': 'forward'}*",
+        ),
+        (
+            'enomem("kvm_gmem_convert_compute_work", when="phase=forward")',
+            "*marker enomem on test_x: when must be a mapping of context keys to values*got 'phase=forward'*",
+        ),
+        (
+            'tdx_unmap_failure(when={"phase": "forward"})',
+            "*marker tdx_unmap_failure on test_x: *unexpected keyword argument 'when'*",
+        ),
     ],
 )
 def test_bad_marker_values(pytester: pytest.Pytester, marker: str, expected: str) -> None:

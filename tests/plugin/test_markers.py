@@ -156,31 +156,6 @@ def test_when_mapping_on_fault_markers(pytester: pytest.Pytester) -> None:
     assert "'when'" not in result.stdout.str() and "when={" not in result.stdout.str()
 
 
-@pytest.mark.parametrize(
-    ("marker", "expected"),
-    [
-        (
-            'enomem("kvm_gmem_convert_compute_work", phase="rollback", when={"phase": "forward"})',
-            "*marker enomem on test_x: context filter 'phase' given twice with different values: "
-            "phase='rollback' and when={'phase': 'forward'}*",
-        ),
-        (
-            'enomem("kvm_gmem_convert_compute_work", when="phase=forward")',
-            "*marker enomem on test_x: when must be a mapping of context keys to values*got 'phase=forward'*",
-        ),
-        (
-            'tdx_unmap_failure(when={"phase": "forward"})',
-            "*marker tdx_unmap_failure on test_x: *unexpected keyword argument 'when'*",
-        ),
-    ],
-)
-def test_when_mapping_errors(pytester: pytest.Pytester, marker: str, expected: str) -> None:
-    pytester.makepyfile(f"import pytest\n\n@pytest.mark.{marker}\ndef test_x(gmem):\n    pass\n")
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([expected])
-
-
 def test_markers_accumulate_from_class_and_module(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

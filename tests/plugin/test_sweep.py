@@ -340,11 +340,16 @@ def test_printed_reproduce_line_of_a_sweep_item_runs_it(pytester: pytest.Pyteste
         ("points=5", "*marker fault_sweep on test_bad: points must be a glob or a sequence of globs, got 5"),
         ("kinds=5", "*marker fault_sweep on test_bad: kinds must be a kind or a sequence of kinds*got 5"),
         ("expect=5", "*marker fault_sweep on test_bad: expect must be an outcome or a sequence of outcomes, got 5"),
+        ("kinds=(faults.Callback(lambda f: None),)",
+         "*marker fault_sweep on test_bad: cannot sweep kind 'callback(<lambda>)'*"),
+        ("depth=2.0", "*marker fault_sweep on test_bad: depth must be 1 or 2, got 2.0"),
+        ('depth="2"', "*marker fault_sweep on test_bad: depth must be 1 or 2, got '2'"),
     ],
 )
 def test_bad_marker_makes_only_that_test_an_error(pytester: pytest.Pytester, marker: str, expected: str) -> None:
     pytester.makepyfile(
         test_bad=f"""
+        import faults
         import pytest
 
         @pytest.mark.fault_sweep({marker})
@@ -527,31 +532,6 @@ def test_a_repeated_revision_or_kind_makes_one_item(pytester: pytest.Pytester, k
     result.stdout.fnmatch_lines(["fixed * 1 * 1 * 0 *"])
     data = json.loads((pytester.path / "r.json").read_text())
     assert len(data["sweep"]["scenarios"]) == data["sweep"]["comparison"]["fixed"]["scenarios"] == 1
-
-
-@pytest.mark.parametrize(
-    ("marker", "expected"),
-    [
-        ("kinds=(faults.Callback(lambda f: None),)",
-         "*marker fault_sweep on test_bad: cannot sweep kind 'callback(<lambda>)'*"),
-        ("depth=2.0", "*marker fault_sweep on test_bad: depth must be 1 or 2, got 2.0"),
-        ('depth="2"', "*marker fault_sweep on test_bad: depth must be 1 or 2, got '2'"),
-    ],
-)
-def test_bad_sweep_kind_or_depth_names_the_marker(pytester: pytest.Pytester, marker: str, expected: str) -> None:
-    pytester.makepyfile(
-        test_bad=f"""
-        import faults
-        import pytest
-
-        @pytest.mark.fault_sweep({marker})
-        def test_bad(gmem):
-            gmem.convert_private(0, "2M")
-        """
-    )
-    result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at setup of test_bad*", expected])
 
 
 def test_census_key_covers_helper_modules_the_test_imports(pytester: pytest.Pytester) -> None:
