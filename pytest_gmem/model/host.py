@@ -124,6 +124,9 @@ class Host:
         #: "[7 rollback]" violation. O(ranges) per conversion: on for fault sweeps, off otherwise
         self.check_rollback = check_rollback
         self.rollback_failures: list[str] = []
+        #: an operation that returned success without doing what it promises (a punch hole whose
+        #: range does not read zeros): "[8 punch]" violations, recorded by the operation itself
+        self.contract_failures: list[str] = []
 
     # --- VMs ----------------------------------------------------------------------------------
     def create_vm(self, vm_type: str | int = "sw_protected", **options: Any) -> VM:
@@ -215,6 +218,10 @@ class Host:
         from .statemap import render_host
 
         return render_host(self)
+
+    def describe_file(self, g: GuestMemfd) -> str:
+        """The name the checker and the state map give ``g`` (``gmem#N``)."""
+        return f"gmem#{self.files.index(g)}" if g in self.files else "gmem(closed)"
 
     def baseline_stats(self) -> dict[str, dict[str, int]]:
         return dict(self._baseline)

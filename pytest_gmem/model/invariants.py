@@ -109,6 +109,9 @@ def check_host(host: Host) -> list[str]:
     # 7. a conversion that failed with ENOMEM / EAGAIN changed nothing (host.check_rollback)
     for text in host.rollback_failures:
         out.append(f"[7 rollback] {text}")
+    # 8. an operation that reported success did what it promises (punch hole: zeros, no folio)
+    for text in host.contract_failures:
+        out.append(f"[8 punch] {text}")
     # 5. nothing lost: every huge page in use is reachable (filemap, pin) or waiting to merge
     for b in sorted(host.live_blocks, key=lambda b: b.id):
         owner = b.owner

@@ -161,10 +161,12 @@ def _readd_original(g: GuestMemfd, f: FolioRun, phase: str) -> None:
                     "the filemap")
 
 
-def merge_folio_in_filemap(g: GuestMemfd, first: FolioRun, phase: str) -> None:
+def merge_folio_in_filemap(g: GuestMemfd, first: FolioRun, phase: str, undo: bool = True) -> None:
     """Mirrors ``kvm_gmem_merge_folio_in_filemap``: remove every piece, allocator merge (cannot
     fail), re-add the merged folio (ENOMEM); on failure split again and re-add each piece,
-    WARNing on every failure (the stash was freed by the merge, so the split can fail)."""
+    WARNing on every failure (the stash was freed by the merge, so the split can fail).
+    ``undo=False`` (a merge before truncation under ``fixed``): a failed re-add leaves the merged
+    folio out of the filemap, frozen, for the caller to free."""
     n = g.nr_pages_in_folio
     index = first.start
     if first.folio_nr == n:
@@ -181,6 +183,8 @@ def merge_folio_in_filemap(g: GuestMemfd, first: FolioRun, phase: str) -> None:
     g.alloc.merge_folio(block, phase)
     if add_folio(g, index, index + n, block, n, phase):
         return
+    if not undo:
+        raise _fail(ENOMEM, None, "__kvm_gmem_filemap_add_folio failed for the merged folio")
     try:
         g.alloc.split_folio(block, "rollback")
     except OSError as e:

@@ -31,6 +31,11 @@ class Revision:
     #: a host fault past EOF (the mmap is not limited to the file) reaches
     #: ``kvm_gmem_shareability_get`` with no entry and WARNs before the SIGBUS (Yan Zhao's report)
     fault_past_eof_warns: bool = False
+    #: defect 7 [reading of the code, found by a random walk]: when the merge before truncation
+    #: fails, ``kvm_gmem_merge_truncate_indices`` WARNs and truncates only the folio it looked up
+    #: (the first 4K piece): the punch hole reports success, the other pieces keep their data,
+    #: and the next fault in the huge page finds them (``-EEXIST``, retried without end)
+    truncate_only_first_on_merge_failure: bool = False
 
 
 REVISIONS: dict[str, Revision] = {
@@ -39,12 +44,14 @@ REVISIONS: dict[str, Revision] = {
         "RFC v2 as posted (May 2025), its known defects included",
         rollback_underflow=True, unbounded_spin=True, error_offset_on_enomem=False, prealloc=False,
         compute_work_ret_shadowed=True, fault_past_eof_warns=True, rollback_undoes_untouched=True,
+        truncate_only_first_on_merge_failure=True,
     ),
     "fixed": Revision(
         "fixed",
         "rfc-v2 with the review's fixes: no underflow, bounded spinning reporting EAGAIN, "
         "error_offset = start on ENOMEM, compute_work's ENOMEM returned, the inner rollback undoes "
-        "only what the forward loop changed; rollback failures still only WARN",
+        "only what the forward loop changed, a punch hole whose merge fails truncates the 4K pieces "
+        "(the page merges when they are freed); rollback failures still only WARN",
         rollback_underflow=False, unbounded_spin=False, error_offset_on_enomem=True, prealloc=False,
     ),
     "prealloc": Revision(

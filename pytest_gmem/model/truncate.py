@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import restructure
 from .conversion import has_safe_refcount
-from .errors import EAGAIN, EINVAL, ENOMEM, ConvFailure, oserror
+from .errors import EAGAIN, EINVAL, ENOMEM, ConvFailure, KernelBug, oserror
 from .filemap import FolioRun
 from .folio import Block
 from .shareability import SHARED
@@ -40,7 +40,8 @@ def get_folios(g: GuestMemfd, start: int, end: int) -> None:
 
 def get_folio(g: GuestMemfd, index: int) -> FolioRun:
     """Mirrors ``kvm_gmem_get_folio`` with the HugeTLB allocator: allocate a huge folio, add it
-    at the huge-aligned index (ENOMEM), split it at once when its range has a shared page."""
+    at the huge-aligned index (ENOMEM), split it at once when its range has a shared page.
+    KernelBug when 4K pieces of an earlier huge page are left in the range (-EEXIST, retried)."""
     n = g.nr_pages_in_folio
     block, _ = g.alloc.alloc(g, index, 1)
     assert block is not None
@@ -52,6 +53,13 @@ def get_folio(g: GuestMemfd, index: int) -> FolioRun:
         except OSError:
             g.alloc.free_pages(block, n)
             raise
+    if (held := next(g.filemap.runs(base, base + n), None)) is not None:
+        g.alloc.free_pages(block, n)  # -EEXIST: folio_put(), goto retry: the same miss again
+        raise KernelBug(
+            "kvm_gmem_get_folio",
+            f"livelock: index {index:#x} has no folio but the huge page at {base:#x} still holds "
+            f"the 4K folio at {held.start:#x} (of {held.block!r}); __filemap_add_folio() of the new "
+            f"huge folio returns -EEXIST and the lookup-allocate-add loop retries forever")
     if not restructure.add_folio(g, base, base + n, block, n, "alloc"):
         g.alloc.free_pages(block, n)
         raise oserror(ENOMEM, f"__kvm_gmem_filemap_add_folio failed at index {base:#x}")
@@ -126,6 +134,27 @@ def punch_hole(g: GuestMemfd, offset: int, length: int) -> None:
         truncate_inode_range(g, offset, offset + length)
     else:
         drop_folios(g, start, min(end, g.nr_pages))
+    check_punched(g, start, min(end, g.nr_pages))
+
+
+def check_punched(g: GuestMemfd, start: int, end: int) -> None:
+    """The file-level contract of a punch hole that returned success: the range reads zeros and
+    its whole huge pages hold no folio. A breach is recorded for ``host.check()`` ("[8 punch]"),
+    at the operation that caused it; O(ranges)."""
+    n = g.nr_pages_in_folio if g.alloc.custom else 1
+    full_start, full_end = -(-start // n) * n, end - end % n
+    problems: list[str] = []
+    if full_end > full_start and (left := next(g.filemap.runs(full_start, full_end), None)) is not None:
+        problems.append(f"folios remain at [{left.start << PAGE_SHIFT:#x}, {left.end << PAGE_SHIFT:#x}) "
+                        f"of {left.block!r}, inside the whole huge pages it punched")
+    written = [(s, e) for s, e, v in g.contents.pages.items(start, end) if v != 0]
+    if written:
+        s, e = written[0]
+        problems.append(f"[{s << PAGE_SHIFT:#x}, {e << PAGE_SHIFT:#x}) still holds data")
+    for text in problems:
+        g.host.contract_failures.append(
+            f"{g.host.describe_file(g)}: punch hole [{start << PAGE_SHIFT:#x}, {end << PAGE_SHIFT:#x}) "
+            f"returned success but {text} (during {g.host._op})")
 
 
 def truncate_inode_range(g: GuestMemfd, lstart: int, lend: int, exiting: bool = False) -> None:
@@ -170,9 +199,11 @@ def truncate_inode_aligned_pages(g: GuestMemfd, index: int, nr_pages: int, exiti
 
 
 def merge_truncate_indices(g: GuestMemfd, idx: int) -> None:
-    """Mirrors ``kvm_gmem_merge_truncate_indices``: unmap, refcount check (EAGAIN), merge (WARN
-    on failure), truncate. The prealloc revision merges in the allocator and frees the page
-    without re-adding it to the filemap first, so nothing can fail after the check."""
+    """Mirrors ``kvm_gmem_merge_truncate_indices``: unmap, refcount check (EAGAIN), merge,
+    truncate. rfc-v2 WARNs when the merge fails and truncates only the folio it looked up
+    (defect 7); fixed then truncates every 4K piece (the allocator merges the page once they
+    are all freed). The prealloc revision merges in the allocator and frees the page without
+    re-adding it to the filemap first, so nothing can fail after the check."""
     n = g.nr_pages_in_folio
     from .conversion import unmap_mapping_pages
 
@@ -192,13 +223,29 @@ def merge_truncate_indices(g: GuestMemfd, idx: int) -> None:
             g.filemap.add(idx, idx + n, f.block, n)
         drop_folios(g, idx, idx + n)
         return
+    partial = g.host.revision.truncate_only_first_on_merge_failure
     try:
-        restructure.merge_folio_in_filemap(g, f, "truncate")
+        restructure.merge_folio_in_filemap(g, f, "truncate", undo=partial)
     except ConvFailure as e:
-        g.host.warn("kvm_gmem_merge_truncate_indices", f"WARN_ON(kvm_gmem_merge_folio_in_filemap()): {e.why}")
-    f = g.filemap.lookup(idx)
-    if f is not None:
-        drop_folios(g, f.start, f.end)
+        if partial:  # WARN_ON(kvm_gmem_merge_folio_in_filemap(inode, f)); truncate_inode_folio(f)
+            g.host.warn("kvm_gmem_merge_truncate_indices", f"WARN_ON(kvm_gmem_merge_folio_in_filemap()): {e.why}")
+            f = g.filemap.lookup(idx)
+            if f is not None:
+                drop_folios(g, f.start, f.end)
+            return
+        if not g.filemap.resident(f.block, idx, idx + n):
+            free_unlisted(g, f.block, idx, idx + n)  # the merged folio, out of the filemap
+            return
+    drop_folios(g, idx, idx + n)  # fixed: what is left of the huge page, merged or in pieces
+
+
+def free_unlisted(g: GuestMemfd, block: Block, start: int, end: int) -> None:
+    """``folio_put`` on a folio already out of the filemap (frozen by a failed merge): its
+    contents are forgotten, its memory freed. Cannot fail."""
+    for m in g.mappings:
+        m.ptes.clear(start, end)
+    g.contents.zero(start, end)
+    release(g, block, start, end)
 
 
 def evict_inode(g: GuestMemfd) -> None:
