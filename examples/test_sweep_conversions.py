@@ -14,6 +14,7 @@ import errno
 
 import pytest
 
+import faults
 from pytest_gmem import ConversionError
 
 # ENOMEM at every allocation, and a speculative reference (GUP-fast, memory-failure) on the
@@ -116,3 +117,59 @@ def test_sweep_convert_across_a_split_page(split_second_page):
     expect_clean_or_done(g, lambda: g.convert_shared((4 << 20) - 4096, "8K"), done)
     assert g.shareability((2 << 20) + 4096) == "shared"
     assert g.guest_read(2 << 20, 6) == b"page 1"
+
+
+# Punch hole and fallocate restructure folios too: truncating a split huge page merges it first
+# (kvm_gmem_merge_truncate_indices), allocating a huge page over a shared one splits it at once
+# (kvm_gmem_get_folio). The oracle is the file-level contract: an errno and nothing dropped that
+# the error does not own up to, or success and zeros; no huge page lost, the range usable again.
+def expect_punched_or_refused(gmem, offset, length):
+    try:
+        gmem.punch_hole(offset, length)
+    except OSError as exc:
+        assert exc.errno in (errno.ENOMEM, errno.EAGAIN), exc
+        punched = False
+    else:
+        punched = True
+    with faults.scope(inherit=False):  # the checks are not under test: nothing armed fires here
+        gmem.host.flush_work()  # pieces freed one by one return through the deferred merge
+        if punched:  # reading faults the range in again: it must read zeros
+            assert gmem.guest_read(offset + 4096, 12) == bytes(12), "the punch reported success but kept data"
+        gmem.guest_write(offset, b"written back")
+        assert gmem.guest_read(offset, 12) == b"written back"
+
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH)
+def test_sweep_punch_hole_over_a_split_page(split_page):
+    expect_punched_or_refused(split_page, 0, "4M")
+
+
+# Depth 2 also arms a fault in the rollback of the merge that precedes the truncation.
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH, depth=2, expect=("warn", "invariant"))
+def test_sweep_punch_hole_over_a_split_page_depth2(split_page):
+    expect_punched_or_refused(split_page, 0, "2M")
+
+
+@pytest.fixture
+def shared_in_a_hole(gmem):
+    """A private 4M file with nothing allocated, 4K of its first huge page shared."""
+    gmem.convert_shared(4096, "4K")
+    return gmem
+
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(kinds=KINDS, max_nth=MAX_NTH)
+def test_sweep_fallocate_over_a_shared_page(shared_in_a_hole):
+    g = shared_in_a_hole
+    before = g.ranges()
+    try:
+        g.fallocate(1, 0, "4M")  # FALLOC_FL_KEEP_SIZE: the first huge page is split at once
+    except OSError as exc:
+        # like any fallocate, a failed one may keep the huge pages it allocated before the error
+        assert exc.errno in (errno.ENOMEM, errno.EAGAIN), exc
+    assert g.ranges() == before, "fallocate changed the shareability"
+    with faults.scope(inherit=False):
+        g.guest_write(0, b"private data")
+        assert g.guest_read(0, 12) == b"private data"
