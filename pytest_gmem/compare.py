@@ -11,6 +11,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .revisions import EXPECTATIONS, REVISIONS, revision_names
 from .sweep import OUTCOMES, tally
 
 #: Column order and headings of the comparison (the outcomes of ``sweep.OUTCOMES``).
@@ -30,7 +31,7 @@ COLOURS = {
     "kernel-bug": "#c62828", "not-fired": "#9e9e9e", "failed": "#6a1b9a",
     "skipped": "#78909c",
 }
-REVISION_ORDER = ("rfc-v2", "fixed", "prealloc")
+REVISION_ORDER = revision_names()
 
 
 def sweep_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -204,27 +205,30 @@ def write_pictures(json_path: str, records: Sequence[Mapping[str, Any]], command
 # --- the pattern the main job must show ---------------------------------------------------------
 def check_pattern(report: Mapping[str, Any]) -> list[str]:
     """What is wrong with a ``--gmem-compare=all`` JSON report against the expected design
-    comparison: ``rfc-v2`` has KernelBug and WARN scenarios, ``fixed`` no KernelBug, ``prealloc``
-    only clean or successful ones (single-fault sweeps; a scenario whose test skipped itself
-    says nothing either way). Empty when all holds."""
+    comparison: each revision's single-fault row shows what its record expects
+    (``Revision.expect``: ``rfc-v2`` KernelBug and WARN scenarios, ``fixed`` no KernelBug,
+    ``prealloc`` and ``upstream`` only clean or successful ones; a scenario whose test skipped
+    itself says nothing either way). Empty when all holds."""
     table = report.get("sweep", {}).get("comparison", {})
     problems = []
-
-    def row(name: str) -> Mapping[str, int]:
+    for name, rev in REVISIONS.items():
         r = table.get(name)
         if r is None or not r["scenarios"]:
             problems.append(f"no {name} scenarios in the comparison")
-            return {}
-        return dict(r["outcomes"])
-
-    rfc, fixed, pre = row("rfc-v2"), row("fixed"), row("prealloc")
-    if rfc and not (rfc.get("kernel-bug") and rfc.get("warn")):
-        problems.append(f"rfc-v2 should have KernelBug and WARN scenarios: {rfc}")
-    if fixed and fixed.get("kernel-bug"):
-        problems.append(f"fixed should have no KernelBug scenario: {fixed}")
-    if pre and any(n for k, n in pre.items() if k not in ("clean", "success", "skipped")):
-        problems.append(f"prealloc should have only clean or successful scenarios: {pre}")
+            continue
+        row = dict(r["outcomes"])
+        if not meets(rev.expect, row):
+            problems.append(f"{name} should have {EXPECTATIONS[rev.expect]}: {row}")
     return problems
+
+
+def meets(expect: str, outcomes: Mapping[str, int]) -> bool:
+    """Whether one row's outcome counts show what ``expect`` (a key of ``EXPECTATIONS``) says."""
+    if expect == "defects":
+        return bool(outcomes.get("kernel-bug") and outcomes.get("warn"))
+    if expect == "no-kernel-bug":
+        return not outcomes.get("kernel-bug")
+    return not any(n for k, n in outcomes.items() if k not in ("clean", "success", "skipped"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import faults
 from faults.errors import suggest
 
+from .revisions import DEFAULT_REVISION, revision_names
 from .sizes import parse_size
 
 # --- option names, environment variables, ini keys, help texts --------------------------------
@@ -30,13 +31,13 @@ FAULTS = ("--gmem-fault", "GMEM_FAULTS", "gmem_faults")
 SEED = ("--gmem-seed", "GMEM_SEED", "gmem_seed")
 REPORT = ("--gmem-report", "GMEM_REPORT", "gmem_report")
 
-DEFAULT_REVISION = "fixed"
-#: Known revisions when the model cannot be asked (it is the model's ``REVISIONS`` otherwise).
-FALLBACK_REVISIONS = ("rfc-v2", "fixed", "prealloc")
+#: The revisions, from their one registry (:mod:`pytest_gmem.revisions`).
+FALLBACK_REVISIONS = revision_names()
 
 REVISION_HELP = (
-    "Kernel behaviour the model follows for every test: one of rfc-v2, fixed, prealloc "
-    "(env GMEM_REVISION, ini gmem_revision; marker gmem(revision=...) wins). Default: 'fixed'."
+    f"Kernel behaviour the model follows for every test: one of {', '.join(FALLBACK_REVISIONS)} "
+    "(env GMEM_REVISION, ini gmem_revision; marker gmem(revision=...) wins). "
+    f"Default: {DEFAULT_REVISION!r}."
 )
 FAULT_HELP = (
     "Arm a fault for every test, in the fault grammar, e.g. "
@@ -177,49 +178,6 @@ def seed_for(session_seed: int, nodeid: str) -> int:
 
 
 # --- markers ------------------------------------------------------------------------------
-#: ``pytest --markers`` lines: the signature, then what the marker does.
-MARKER_HELP = {
-    "gmem": (
-        "gmem(size='4M', page_size='2M', mmap=True, init_private=False, vm_type='sw_protected', "
-        "tdx_fatal_policy=None, revision=None, hugetlb=None, check=True): how the gmem_host, gmem_vm "
-        "and gmem fixtures "
-        "are built; revision=None means --gmem-revision (default 'fixed'); hugetlb=None means "
-        "{'2M': 64, '1G': 4}, grown to fit the file; check=False skips the after-test "
-        "host.check() and WARN check. Nearest marker wins, per argument."
-    ),
-    "enomem": (
-        "enomem(point, nth=1, times=1, **when): the fault point (name or glob) fails with ENOMEM "
-        "on its nth hit during the test body, times times; extra keywords filter the hits by "
-        "context, e.g. phase='rollback' (or when={'phase': 'rollback'}). Markers accumulate."
-    ),
-    "speculative_refcount": (
-        "speculative_refcount(point, refs=1, hold=None, nth=1, times=1, **when): transient extra "
-        "references on the folio at that point, dropped after hold spins (None: held until the "
-        "test body ends)."
-    ),
-    "tdx_unmap_failure": (
-        "tdx_unmap_failure(point='tdh_mem_page_remove', error='TDX_OPERAND_BUSY', nth=1, times=1): "
-        "the TDX module refuses the S-EPT removal; error='fatal' for a non-retryable error."
-    ),
-    "fault": (
-        "fault(spec): arm any fault in the text grammar for the test body, e.g. "
-        "fault('kvm_gmem_shareability_store=1*off->1*enomem'). Markers accumulate."
-    ),
-    "fault_sweep": (
-        "fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None, depth=1, expect=()): run the test "
-        "once per reachable (point, kind, nth), each its own item test_x[sweep-POINT-KIND-NTH]; kinds in "
-        "the fault grammar ('speculative_refcount(hold=3)'); depth=2 adds a second fault in the rollback "
-        "phase; expect: outcomes reported as xfail, not failures. See docs/sweeps.md."
-    ),
-    "allow_warn": (
-        "allow_warn(pattern): a kernel WARN whose location or message matches the regular "
-        "expression does not fail the test. Markers accumulate."
-    ),
-}
-
-FAULT_MARKERS = ("enomem", "speculative_refcount", "tdx_unmap_failure", "fault")
-
-
 # The marker signatures, as functions so ``inspect.signature().bind`` checks the arguments.
 def _sig_gmem(
     *,
@@ -251,17 +209,116 @@ def _sig_tdx_unmap_failure(
 def _sig_fault(spec: str) -> None: ...
 
 
+def _sig_fault_sweep(points: str | Sequence[str] = "*", kinds: Sequence[str] = ("ENOMEM",),
+                     max_nth: int | None = None, depth: int = 1, expect: Sequence[str] = ()) -> None: ...
+
+
 def _sig_allow_warn(pattern: str) -> None: ...
 
 
-SIGNATURES: dict[str, inspect.Signature] = {
-    "gmem": inspect.signature(_sig_gmem),
-    "enomem": inspect.signature(_sig_enomem),
-    "speculative_refcount": inspect.signature(_sig_speculative_refcount),
-    "tdx_unmap_failure": inspect.signature(_sig_tdx_unmap_failure),
-    "fault": inspect.signature(_sig_fault),
-    "allow_warn": inspect.signature(_sig_allow_warn),
-}
+@dataclass(frozen=True)
+class Marker:
+    """One marker, defined once: its name, ``pytest --markers`` text (the signature, then what
+    it does), the function whose signature checks its arguments, and, for a fault marker, how
+    its bound arguments become armings (``requests(values, where)``)."""
+
+    name: str
+    help: str
+    signature: Callable[..., None]
+    requests: Callable[[dict[str, Any], str], list[ArmRequest]] | None = None
+
+    @property
+    def fault(self) -> bool:
+        return self.requests is not None
+
+
+def _req_fault(v: dict[str, Any], where: str) -> list[ArmRequest]:
+    spec = v["spec"]
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"{where}: spec must be a non-empty string in the fault grammar, got {spec!r}")
+    return [ArmRequest(source=where, spec=spec.strip())]
+
+
+def _check_point_rule(v: dict[str, Any], where: str) -> None:
+    """The arguments every point-and-rule fault marker shares: nth, times, point."""
+    for name in ("nth", "times"):
+        value = v.get(name)
+        if value is None and name == "times":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}: {name} must be an integer >= 1, got {value!r}")
+    point = v["point"]
+    if not isinstance(point, str) or not point:
+        raise ConfigError(f"{where}: point must be a fault point name or glob, got {point!r}")
+
+
+def _req_enomem(v: dict[str, Any], where: str) -> list[ArmRequest]:
+    _check_point_rule(v, where)
+    return [ArmRequest(where, v["point"], "ENOMEM", (), v["nth"], v["times"], v.get("when"))]
+
+
+def _req_speculative_refcount(v: dict[str, Any], where: str) -> list[ArmRequest]:
+    _check_point_rule(v, where)
+    refs, hold = v["refs"], v["hold"]
+    if isinstance(refs, bool) or not isinstance(refs, int) or refs < 1:
+        raise ConfigError(f"{where}: refs must be an integer >= 1, got {refs!r}")
+    if hold is not None and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 0):
+        raise ConfigError(f"{where}: hold must be an integer >= 0 or None, got {hold!r}")
+    args_ = (("refs", refs), ("hold", hold))
+    return [ArmRequest(where, v["point"], "speculative_refcount", args_, v["nth"], v["times"], v.get("when"))]
+
+
+def _req_tdx_unmap_failure(v: dict[str, Any], where: str) -> list[ArmRequest]:
+    _check_point_rule(v, where)
+    if not isinstance(v["error"], str) or not v["error"].strip():
+        raise ConfigError(
+            f"{where}: error must be a TDX error name such as 'TDX_OPERAND_BUSY', or 'fatal'; got {v['error']!r}"
+        )
+    return [ArmRequest(where, v["point"], "tdx_error", (("code", v["error"]),), v["nth"], v["times"], None)]
+
+
+MARKERS: dict[str, Marker] = {m.name: m for m in (
+    Marker("gmem", (
+        "gmem(size='4M', page_size='2M', mmap=True, init_private=False, vm_type='sw_protected', "
+        "tdx_fatal_policy=None, revision=None, hugetlb=None, check=True): how the gmem_host, gmem_vm "
+        "and gmem fixtures "
+        f"are built; revision=None means --gmem-revision (default {DEFAULT_REVISION!r}); hugetlb=None means "
+        "{'2M': 64, '1G': 4}, grown to fit the file; check=False skips the after-test "
+        "host.check() and WARN check. Nearest marker wins, per argument."
+    ), _sig_gmem),
+    Marker("enomem", (
+        "enomem(point, nth=1, times=1, **when): the fault point (name or glob) fails with ENOMEM "
+        "on its nth hit during the test body, times times; extra keywords filter the hits by "
+        "context, e.g. phase='rollback' (or when={'phase': 'rollback'}). Markers accumulate."
+    ), _sig_enomem, _req_enomem),
+    Marker("speculative_refcount", (
+        "speculative_refcount(point, refs=1, hold=None, nth=1, times=1, **when): transient extra "
+        "references on the folio at that point, dropped after hold spins (None: held until the "
+        "test body ends)."
+    ), _sig_speculative_refcount, _req_speculative_refcount),
+    Marker("tdx_unmap_failure", (
+        "tdx_unmap_failure(point='tdh_mem_page_remove', error='TDX_OPERAND_BUSY', nth=1, times=1): "
+        "the TDX module refuses the S-EPT removal; error='fatal' for a non-retryable error."
+    ), _sig_tdx_unmap_failure, _req_tdx_unmap_failure),
+    Marker("fault", (
+        "fault(spec): arm any fault in the text grammar for the test body, e.g. "
+        "fault('kvm_gmem_shareability_store=1*off->1*enomem'). Markers accumulate."
+    ), _sig_fault, _req_fault),
+    Marker("fault_sweep", (
+        "fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None, depth=1, expect=()): run the test "
+        "once per reachable (point, kind, nth), each its own item test_x[sweep-POINT-KIND-NTH]; kinds in "
+        "the fault grammar ('speculative_refcount(hold=3)'); depth=2 adds a second fault in the rollback "
+        "phase; expect: outcomes reported as xfail, not failures. See docs/sweeps.md."
+    ), _sig_fault_sweep),
+    Marker("allow_warn", (
+        "allow_warn(pattern): a kernel WARN whose location or message matches the regular "
+        "expression does not fail the test. Markers accumulate."
+    ), _sig_allow_warn),
+)}
+#: Views of :data:`MARKERS` the plugin reads (``pytest --markers`` lines, the fault markers).
+MARKER_HELP = {name: m.help for name, m in MARKERS.items()}
+FAULT_MARKERS = tuple(name for name, m in MARKERS.items() if m.fault)
+SIGNATURES: dict[str, inspect.Signature] = {name: inspect.signature(m.signature) for name, m in MARKERS.items()}
 
 PAGE_SIZES = ("4K", "2M", "1G")
 VM_TYPES = ("sw_protected", "tdx")
@@ -510,39 +567,10 @@ def _arm_text(text: str, source: str) -> list[faults.Arming]:
 
 def marker_requests(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str) -> list[ArmRequest]:
     """The armings a fault marker asks for (arguments checked, names checked later by arming)."""
-    v = bind(marker, args, kwargs, where)
-    if marker == "fault":
-        spec = v["spec"]
-        if not isinstance(spec, str) or not spec.strip():
-            raise ConfigError(f"{where}: spec must be a non-empty string in the fault grammar, got {spec!r}")
-        return [ArmRequest(source=where, spec=spec.strip())]
-    for name in ("nth", "times"):
-        value = v.get(name)
-        if value is None and name == "times":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{where}: {name} must be an integer >= 1, got {value!r}")
-    point = v["point"]
-    if not isinstance(point, str) or not point:
-        raise ConfigError(f"{where}: point must be a fault point name or glob, got {point!r}")
-    when = v.get("when")
-    if marker == "enomem":
-        return [ArmRequest(where, point, "ENOMEM", (), v["nth"], v["times"], when)]
-    if marker == "speculative_refcount":
-        refs, hold = v["refs"], v["hold"]
-        if isinstance(refs, bool) or not isinstance(refs, int) or refs < 1:
-            raise ConfigError(f"{where}: refs must be an integer >= 1, got {refs!r}")
-        if hold is not None and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 0):
-            raise ConfigError(f"{where}: hold must be an integer >= 0 or None, got {hold!r}")
-        args_ = (("refs", refs), ("hold", hold))
-        return [ArmRequest(where, point, "speculative_refcount", args_, v["nth"], v["times"], when)]
-    if marker == "tdx_unmap_failure":
-        if not isinstance(v["error"], str) or not v["error"].strip():
-            raise ConfigError(
-                f"{where}: error must be a TDX error name such as 'TDX_OPERAND_BUSY', or 'fatal'; got {v['error']!r}"
-            )
-        return [ArmRequest(where, point, "tdx_error", (("code", v["error"]),), v["nth"], v["times"], None)]
-    raise ConfigError(f"{where}: not a fault marker")  # pragma: no cover - guarded by the caller
+    build = MARKERS[marker].requests
+    if build is None:
+        raise ConfigError(f"{where}: not a fault marker")  # pragma: no cover - guarded by the caller
+    return build(bind(marker, args, kwargs, where), where)
 
 
 def allow_patterns(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], where: str) -> list[re.Pattern[str]]:

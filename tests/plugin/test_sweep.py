@@ -500,7 +500,8 @@ def test_skip_or_xfail_in_a_sweep_body_is_skipped_not_failed(
     assert data["sweep"]["comparison"]["prealloc"]["outcomes"]["skipped"] == 1
     assert data["sweep"]["comparison"]["prealloc"]["outcomes"]["failed"] == 0
     assert ">skipped<" in (pytester.path / "r.svg").read_text()
-    assert check_pattern(data) == ["no rfc-v2 scenarios in the comparison", "no fixed scenarios in the comparison"]
+    assert check_pattern(data) == ["no rfc-v2 scenarios in the comparison", "no fixed scenarios in the comparison",
+                                   "no upstream scenarios in the comparison"]
     assert main([str(pytester.path / "r.json")]) == 1  # only for the two missing rows
 
 
