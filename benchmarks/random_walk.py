@@ -52,6 +52,11 @@ class Walk:
 def one_walk(revision: str, seed: int, steps: int, fault_rate: float, pages: int = 4) -> Walk:
     """``steps`` operations on a fresh host; stops at the first KernelBug or violation (the
     state after either is not worth walking on)."""
+    with faults.scope(inherit=False, name=f"random walk {revision} seed {seed}"):
+        return _walk(revision, seed, steps, fault_rate, pages)
+
+
+def _walk(revision: str, seed: int, steps: int, fault_rate: float, pages: int) -> Walk:
     rng = random.Random(seed)
     out = Walk(revision)
     host = Host(revision=revision, hugetlb={"2M": pages + 2})
