@@ -1,7 +1,12 @@
-"""uAPI constants with the kernel's names (RFC v2 ``include/uapi/linux/kvm.h`` and
-``include/uapi/linux/guestmem.h``, plus ``linux/falloc.h``)."""
+"""The RFC v2 uAPI (May 2025): ``include/uapi/linux/kvm.h`` and ``include/uapi/linux/guestmem.h``
+of "1G page support for guest_memfd", plus ``linux/falloc.h``. The ``rfc-v2``, ``fixed`` and
+``prealloc`` revisions speak it."""
 
 from __future__ import annotations
+
+import ctypes
+
+from .ioc import _IOWR
 
 GUEST_MEMFD_FLAG_SUPPORT_SHARED = 1 << 0
 GUEST_MEMFD_FLAG_INIT_PRIVATE = 1 << 1
@@ -24,8 +29,19 @@ GUESTMEM_HUGETLB_FLAG_2GB = 31 << 58
 GUESTMEM_HUGETLB_FLAG_16GB = 34 << 58
 
 KVM_GMEM_IO = 0xAF
-KVM_GMEM_CONVERT_SHARED = (3 << 30) | (64 << 16) | (KVM_GMEM_IO << 8) | 0x41  # _IOWR(0xAF, 0x41, 64 bytes)
-KVM_GMEM_CONVERT_PRIVATE = (3 << 30) | (64 << 16) | (KVM_GMEM_IO << 8) | 0x42
+
+
+class kvm_gmem_convert(ctypes.Structure):
+    """``struct kvm_gmem_convert`` (64 bytes): ``error_offset`` is in/out (must be 0 on input)."""
+
+    _fields_ = [("offset", ctypes.c_uint64), ("size", ctypes.c_uint64),
+                ("error_offset", ctypes.c_uint64), ("reserved", ctypes.c_uint64 * 5)]
+
+
+assert ctypes.sizeof(kvm_gmem_convert) == 64
+
+KVM_GMEM_CONVERT_SHARED = _IOWR(KVM_GMEM_IO, 0x41, ctypes.sizeof(kvm_gmem_convert))
+KVM_GMEM_CONVERT_PRIVATE = _IOWR(KVM_GMEM_IO, 0x42, ctypes.sizeof(kvm_gmem_convert))
 KVM_CAP_GMEM_SHARED_MEM = 240
 KVM_CAP_GMEM_CONVERSION = 241
 KVM_CAP_GMEM_HUGETLB = 242
