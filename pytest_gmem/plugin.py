@@ -345,7 +345,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_gmem_make_host(revision: str, hugetlb: Mapping[str, int]) -> Any:
     from pytest_gmem import Host
 
+    from pytest_gmem.revisions import get_revision
+
     kwargs: dict[str, Any] = {"revision": revision}
+    if get_revision(revision).hugetlb == "wip":
+        kwargs["wip_hugetlb"] = True  # a page_size of 2M/1G is the opt-in (docs/model.md)
     if hugetlb is not None:
         kwargs["hugetlb"] = dict(hugetlb)
     return Host(**kwargs)

@@ -67,7 +67,13 @@ def ioctl_convert_range(g: GuestMemfd, offset: int, size: int, to_shared: bool, 
     if offset % PAGE_SIZE or size % PAGE_SIZE:
         raise ConversionError(EINVAL, f"{name}: offset {offset:#x} / size {size:#x} not 4K aligned",
                               error_offset)
-    start, nr = offset >> PAGE_SHIFT, size >> PAGE_SHIFT
+    run_conversion(g, name, offset >> PAGE_SHIFT, size >> PAGE_SHIFT, to_shared)
+
+
+def run_conversion(g: GuestMemfd, name: str, start: int, nr: int, to_shared: bool) -> None:
+    """The conversion once the ioctl's arguments passed (both uAPIs): the revision's
+    ``kvm_gmem_convert_range`` / ``__kvm_gmem_set_attributes``, the rollback check when on, and
+    the errno and ``error_offset`` userspace sees (ConversionError)."""
     window = _rollback_window(g, start, nr) if g.host.check_rollback else None
     before = take_snapshot(g, window) if window is not None else None
     arch_before = g.vm.rollback_state(g, *window) if window is not None else None
@@ -127,6 +133,8 @@ def compute_work(g: GuestMemfd, start: int, nr: int, target: str) -> list[Work]:
     loop's own ``int ret`` shadows the returned one, so the failure is swallowed and the items
     allocated before it are returned as the whole work (the ioctl then reports success)."""
     items = [Work(s, e - s) for s, e, v in g.share.ranges(start, start + nr) if v != target]
+    if g.host.revision.abi == "upstream":  # kvm_gmem_range_has_attributes(): no list, no kzalloc
+        return items
     if items and (f := P_COMPUTE_WORK.hit_many(len(items), index=start, phase="forward")) is not None:
         g.host.note_fault(f)
         if g.host.revision.compute_work_ret_shadowed:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .. import uapi
+from . import attributes as attributes_mod
 from . import conversion, truncate
 from .allocator import Allocator, PageAllocator
 from .contents import Contents
@@ -36,30 +37,79 @@ SIZE_LOG_MASK = uapi.GUESTMEM_HUGETLB_FLAG_MASK << uapi.GUESTMEM_HUGETLB_FLAG_SH
 
 
 def flags_from_keywords(flags: int | None, mmap: bool | None, init_private: bool | None,
-                        page_size: str | None) -> int:
-    """The keyword form of ``create_guest_memfd`` as flag bits (OR-ed with ``flags``); OSError
-    EINVAL naming the keywords for ``init_private=True`` without ``mmap=True``."""
+                        page_size: str | None, abi: str = "rfc-v2") -> int:
+    """The keyword form of ``create_guest_memfd`` as the flag bits of the revision's uAPI (OR-ed
+    with ``flags``). The keywords mean the same under every uAPI: ``mmap=True`` a mappable file,
+    ``init_private`` its initial shareability (rfc-v2: INIT_PRIVATE opts in to private;
+    upstream: INIT_SHARED opts in to shared). OSError EINVAL naming the keywords for
+    ``init_private=True`` without ``mmap=True`` under rfc-v2."""
     out = 0 if flags is None else flags
     if not isinstance(out, int) or isinstance(out, bool):
         raise TypeError(f"flags must be an int of uapi bits, got {flags!r}")
     for name, val in (("mmap", mmap), ("init_private", init_private)):
         if val is not None and not isinstance(val, bool):
             raise TypeError(f"{name} must be True or False, got {val!r}")
-    if mmap:
-        out |= uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED
-    if init_private:
-        if not out & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED:
-            # kvm_gmem_create's EINVAL, said in the keywords the caller wrote, not in flag bits
-            given = "with mmap=False" if mmap is False else "without mmap=True"
-            raise oserror(EINVAL, f"kvm_gmem_create: init_private=True {given}: GUEST_MEMFD_FLAG_INIT_PRIVATE "
-                                  "is only valid with GUEST_MEMFD_FLAG_SUPPORT_SHARED (mmap=True)")
-        out |= uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE
+    if abi == "upstream":
+        if mmap:
+            out |= uapi.GUEST_MEMFD_FLAG_MMAP
+            if init_private is False:  # upstream memory is private unless INIT_SHARED
+                out |= uapi.GUEST_MEMFD_FLAG_INIT_SHARED
+    else:
+        if mmap:
+            out |= uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED
+        if init_private:
+            if not out & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED:
+                # kvm_gmem_create's EINVAL, said in the keywords the caller wrote, not in flag bits
+                given = "with mmap=False" if mmap is False else "without mmap=True"
+                raise oserror(EINVAL, f"kvm_gmem_create: init_private=True {given}: GUEST_MEMFD_FLAG_INIT_PRIVATE "
+                                      "is only valid with GUEST_MEMFD_FLAG_SUPPORT_SHARED (mmap=True)")
+            out |= uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE
     if page_size is not None and page_size != "4K":
         logs = {v: k for k, v in uapi.HUGETLB_SIZE_LOG.items()}
         if page_size not in logs:
             raise ValueError(f"page_size {page_size!r} is not one of '4K', '2M', '1G'")
-        out |= uapi.GUEST_MEMFD_FLAG_HUGETLB | (logs[page_size] << uapi.GUESTMEM_HUGETLB_FLAG_SHIFT)
+        hugetlb = uapi.upstream.GUEST_MEMFD_FLAG_HUGETLB_WIP if abi == "upstream" else uapi.GUEST_MEMFD_FLAG_HUGETLB
+        out |= hugetlb | (logs[page_size] << uapi.GUESTMEM_HUGETLB_FLAG_SHIFT)
     return out
+
+
+def _decode_rfc_v2(flags: int) -> tuple[bool, bool, bool]:
+    """``kvm_gmem_create`` (RFC v2): (mmappable, init_private, hugetlb); EINVAL for bits the
+    series does not take (INIT_PRIVATE only with SUPPORT_SHARED, size bits only with HUGETLB)."""
+    valid = uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED
+    if flags & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED:
+        valid |= uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE
+    if flags & uapi.GUEST_MEMFD_FLAG_HUGETLB:
+        valid |= uapi.GUEST_MEMFD_FLAG_HUGETLB | SIZE_LOG_MASK
+    if flags & ~valid:
+        raise oserror(EINVAL, f"kvm_gmem_create: invalid flags {flags:#x} (bits {flags & ~valid:#x})")
+    mmappable = bool(flags & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED)
+    init_private = bool(flags & uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE) or not mmappable
+    return mmappable, init_private, bool(flags & uapi.GUEST_MEMFD_FLAG_HUGETLB)
+
+
+def _decode_upstream(flags: int, vm: VM) -> tuple[bool, bool, bool]:
+    """``kvm_gmem_create`` (upstream): ``flags & ~kvm_gmem_get_supported_flags(kvm)`` is EINVAL
+    (MMAP always; INIT_SHARED when the VM has no private memory or in-place conversion is on;
+    HugeTLB only with the work branch's ``Host(wip_hugetlb=True)``); private unless INIT_SHARED."""
+    host = vm.host
+    valid = uapi.GUEST_MEMFD_FLAG_MMAP
+    if host.gmem_in_place_conversion:
+        valid |= uapi.GUEST_MEMFD_FLAG_INIT_SHARED
+    hugetlb_bit = uapi.upstream.GUEST_MEMFD_FLAG_HUGETLB_WIP
+    if host.wip_hugetlb and flags & hugetlb_bit:
+        valid |= hugetlb_bit | SIZE_LOG_MASK
+    if flags & ~valid:
+        bad = flags & ~valid
+        why = ""
+        if bad & (hugetlb_bit | SIZE_LOG_MASK) and not host.wip_hugetlb:
+            why = ("; HugeTLB is not in linux-next: it exists only on the authors' work branch "
+                   "(Host(wip_hugetlb=True))")
+        elif bad & uapi.GUEST_MEMFD_FLAG_INIT_SHARED:
+            why = "; INIT_SHARED needs in-place conversion on a VM with private memory (gmem_in_place_conversion)"
+        raise oserror(EINVAL, f"kvm_gmem_create: invalid flags {flags:#x} (bits {bad:#x}){why}")
+    mmappable = bool(flags & uapi.GUEST_MEMFD_FLAG_MMAP)
+    return mmappable, not flags & uapi.GUEST_MEMFD_FLAG_INIT_SHARED, bool(flags & hugetlb_bit)
 
 
 class GuestMemfd:
@@ -71,20 +121,16 @@ class GuestMemfd:
         self.vm = vm
         self.host = vm.host
         nbytes = parse_size(size, "size")
-        valid = uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED
-        if flags & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED:
-            valid |= uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE
-        if flags & uapi.GUEST_MEMFD_FLAG_HUGETLB:
-            valid |= uapi.GUEST_MEMFD_FLAG_HUGETLB | SIZE_LOG_MASK
-        if flags & ~valid:
-            raise oserror(EINVAL, f"kvm_gmem_create: invalid flags {flags:#x} (bits {flags & ~valid:#x})")
+        abi = self.host.revision.abi
+        mmappable, init_private, hugetlb = (_decode_upstream(flags, vm) if abi == "upstream"
+                                            else _decode_rfc_v2(flags))
         if nbytes <= 0 or nbytes % PAGE_SIZE:
             raise oserror(EINVAL, f"kvm_gmem_create: size {nbytes} is not a positive multiple of 4K")
         self.size = nbytes
         self.flags = flags
         self.nr_pages = nbytes >> PAGE_SHIFT
         self.alloc: Allocator
-        if flags & uapi.GUEST_MEMFD_FLAG_HUGETLB:
+        if hugetlb:
             log = (flags >> uapi.GUESTMEM_HUGETLB_FLAG_SHIFT) & uapi.GUESTMEM_HUGETLB_FLAG_MASK
             name = uapi.HUGETLB_SIZE_LOG.get(log or 21)
             if name is None:
@@ -95,8 +141,11 @@ class GuestMemfd:
             self.alloc = HugetlbAllocator(self.host, self.host.pool(name), self.nr_pages)
         else:
             self.alloc = PageAllocator(self.host)
-        self.supports_shared = bool(flags & uapi.GUEST_MEMFD_FLAG_SUPPORT_SHARED)
-        init_private = bool(flags & uapi.GUEST_MEMFD_FLAG_INIT_PRIVATE) or not self.supports_shared
+        #: the host may mmap() the file (RFC v2 SUPPORT_SHARED, upstream MMAP)
+        self.mmappable = mmappable
+        #: the file has a shareability tree, so conversions have work to do (RFC v2: only with
+        #: SUPPORT_SHARED; upstream: every guest_memfd has its attributes)
+        self.supports_shared = mmappable or abi == "upstream"
         self.share = Shareability(self.nr_pages, init_private)
         self.filemap = Filemap()
         self.contents = Contents()
@@ -129,21 +178,50 @@ class GuestMemfd:
     # --- ioctls -----------------------------------------------------------------------------
     @user_op
     def convert_shared(self, offset: int, size: int | str, error_offset: int = 0) -> None:
-        """``KVM_GMEM_CONVERT_SHARED`` (``kvm_gmem_ioctl_convert_range``): ConversionError with
-        EINVAL, EAGAIN, ENOMEM, or on a TDX VM EIO (VM bugged) / EFAULT (page leaked); OSError
-        EBADF on a closed fd; KernelBug where rfc-v2 would hang or crash."""
-        self._need_fd("KVM_GMEM_CONVERT_SHARED")
-        conversion.ioctl_convert_range(self, as_offset(offset, "convert_shared offset"), parse_size(size),
-                                       True, as_offset(error_offset, "error_offset"))
+        """Convert to shared in the revision's uAPI: ``KVM_GMEM_CONVERT_SHARED``
+        (``kvm_gmem_ioctl_convert_range``) or, under ``upstream``, ``KVM_SET_MEMORY_ATTRIBUTES2``
+        with attributes 0 (``error_offset`` is not read there). ConversionError with EINVAL,
+        EAGAIN, ENOMEM, or on a TDX VM EIO (VM bugged) / EFAULT (page leaked); OSError EBADF on a
+        closed fd, ENOTTY without in-place conversion; KernelBug where rfc-v2 would hang."""
+        self._convert(offset, size, True, error_offset, "convert_shared")
 
     @user_op
     def convert_private(self, offset: int, size: int | str, error_offset: int = 0) -> None:
-        """``KVM_GMEM_CONVERT_PRIVATE`` (``kvm_gmem_ioctl_convert_range``): ConversionError with
-        EINVAL, EAGAIN, ENOMEM, or on a TDX VM EIO / EFAULT; OSError EBADF on a closed fd;
-        KernelBug where rfc-v2 would hang or crash."""
-        self._need_fd("KVM_GMEM_CONVERT_PRIVATE")
-        conversion.ioctl_convert_range(self, as_offset(offset, "convert_private offset"), parse_size(size),
-                                       False, as_offset(error_offset, "error_offset"))
+        """Convert to private in the revision's uAPI: ``KVM_GMEM_CONVERT_PRIVATE`` or, under
+        ``upstream``, ``KVM_SET_MEMORY_ATTRIBUTES2`` with ``KVM_MEMORY_ATTRIBUTE_PRIVATE``; the
+        same failures as :meth:`convert_shared`."""
+        self._convert(offset, size, False, error_offset, "convert_private")
+
+    def _convert(self, offset: int, size: int | str, to_shared: bool, error_offset: int, what: str) -> None:
+        off, nbytes = as_offset(offset, f"{what} offset"), parse_size(size)
+        if self.host.revision.abi == "upstream":
+            self._need_fd(attributes_mod.NAME)
+            as_offset(error_offset, "error_offset")
+            attributes_mod.set_attributes(self, off, nbytes, 0 if to_shared else uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE)
+            return
+        self._need_fd("KVM_GMEM_CONVERT_SHARED" if to_shared else "KVM_GMEM_CONVERT_PRIVATE")
+        conversion.ioctl_convert_range(self, off, nbytes, to_shared, as_offset(error_offset, "error_offset"))
+
+    @user_op
+    def set_attributes(self, offset: int, size: int | str, attributes: int, flags: int = 0) -> None:
+        """``KVM_SET_MEMORY_ATTRIBUTES2`` on this fd (``kvm_gmem_set_attributes``, revision
+        ``upstream``): attributes ``KVM_MEMORY_ATTRIBUTE_PRIVATE`` or 0 (shared). ConversionError
+        EINVAL (each argument check, in the kernel's order), EAGAIN, ENOMEM, EIO; OSError ENOTTY
+        under the RFC v2 uAPI or without in-place conversion, EBADF on a closed fd."""
+        self._need_fd(attributes_mod.NAME)
+        attributes_mod.set_attributes(self, as_offset(offset, "set_attributes offset"), parse_size(size),
+                                      as_offset(attributes, "attributes"), as_offset(flags, "flags"))
+
+    @user_op
+    def ioctl(self, request: int, arg: object) -> int:
+        """A raw ioctl on the guest_memfd fd (``kvm_gmem_ioctl``): ``request`` the number
+        (``uapi.KVM_SET_MEMORY_ATTRIBUTES2``, or the RFC v2 ``KVM_GMEM_CONVERT_*``), ``arg`` a
+        ctypes struct, ``bytearray`` or ``bytes`` holding the kernel's struct. On failure
+        ``error_offset`` is written back into a writable ``arg`` and the OSError (a
+        ConversionError) has the kernel's errno; ENOTTY for a request of the other uAPI,
+        EFAULT for a short buffer, EBADF on a closed fd. Returns 0."""
+        self._need_fd("ioctl")
+        return attributes_mod.ioctl(self, request, arg)
 
     # --- fallocate ----------------------------------------------------------------------------
     @user_op
@@ -178,12 +256,14 @@ class GuestMemfd:
     # --- mmap ---------------------------------------------------------------------------------
     @user_op
     def mmap(self) -> HostMapping:
-        """``kvm_gmem_mmap``: ENODEV without SUPPORT_SHARED. Each call is a separate mapping."""
+        """``kvm_gmem_mmap``: ENODEV without SUPPORT_SHARED (upstream: MMAP). Each call is a
+        separate mapping."""
         from .mmap import HostMapping
 
         self._need_fd("mmap")
-        if not self.supports_shared:
-            raise oserror(19, "kvm_gmem_mmap: guest_memfd was created without SUPPORT_SHARED")
+        if not self.mmappable:
+            flag = "MMAP" if self.host.revision.abi == "upstream" else "SUPPORT_SHARED"
+            raise oserror(19, f"kvm_gmem_mmap: guest_memfd was created without GUEST_MEMFD_FLAG_{flag}")
         m = HostMapping(self)
         self.mappings.append(m)
         return m

@@ -96,8 +96,19 @@ class Host:
         revision: str | Revision = DEFAULT_REVISION,
         memory: int | str | None = None,
         check_rollback: bool = False,
+        wip_hugetlb: bool = False,
+        gmem_in_place_conversion: bool = True,
     ) -> None:
         self.revision = revision if isinstance(revision, Revision) else get_revision(revision)
+        #: upstream only: HugeTLB-backed guest_memfd from the authors' unmerged work branch
+        #: (linux-next has none); the RFC v2 revisions have HugeTLB in the series itself
+        self.wip_hugetlb = wip_hugetlb
+        #: upstream only: kvm.gmem_in_place_conversion (off: KVM_SET_MEMORY_ATTRIBUTES2 on the
+        #: guest_memfd fd is ENOTTY and INIT_SHARED is refused for a VM with private memory)
+        self.gmem_in_place_conversion = gmem_in_place_conversion
+        for name, val in (("wip_hugetlb", wip_hugetlb), ("gmem_in_place_conversion", gmem_in_place_conversion)):
+            if not isinstance(val, bool):
+                raise TypeError(f"Host({name}=...) must be True or False, got {val!r}")
         self.pools: dict[str, HugePool] = {}
         for name, count in (hugetlb or {}).items():
             if name not in ("2M", "1G"):

@@ -54,7 +54,7 @@ class VM:
 
         if size is None:
             raise TypeError("create_guest_memfd() needs a size (bytes or a string like '2M')")
-        all_flags = flags_from_keywords(flags, mmap, init_private, page_size)
+        all_flags = flags_from_keywords(flags, mmap, init_private, page_size, self.host.revision.abi)
         g = GuestMemfd(self, size, all_flags)
         self.files.append(g)
         return g
