@@ -344,7 +344,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(trylast=True)
 def pytest_gmem_make_host(revision: str, hugetlb: Mapping[str, int]) -> Any:
     from pytest_gmem import Host
-
     from pytest_gmem.revisions import get_revision
 
     kwargs: dict[str, Any] = {"revision": revision}

@@ -24,6 +24,7 @@ PROBE_LEN = 16
 UNIT_BYTES: dict[str, int] = {"4K": 4 << 10, "2M": 2 << 20, "1G": 1 << 30}
 PAGE_SIZES: tuple[str, ...] = ("4K", "2M", "1G")
 HUGE_PAGE_SIZES: tuple[str, ...] = ("2M", "1G")
+#: the revisions speaking the RFC v2 uAPI (flags SUPPORT_SHARED / INIT_PRIVATE)
 REVISIONS: tuple[str, ...] = ("rfc-v2", "fixed", "prealloc")
 
 #: HugeTLB pools big enough for every ported selftest (16 units of 1G at most).
@@ -84,8 +85,25 @@ def gmem_flags(page_size: str, *, init_private: bool, support_shared: bool = Tru
     return int(flags)
 
 
+def upstream_flags(page_size: str, *, init_shared: bool, mmap: bool = True) -> int:
+    """`kvm_create_guest_memfd.flags` for linux-next's uAPI (KERNEL-NOTES 7.2): MMAP, INIT_SHARED
+    (private otherwise), and for a huge page size the work branch's HugeTLB bits."""
+    flags = 0
+    if page_size != "4K":
+        size_flag = {"2M": uapi.GUESTMEM_HUGETLB_FLAG_2MB, "1G": uapi.GUESTMEM_HUGETLB_FLAG_1GB}[page_size]
+        flags |= uapi.upstream.GUEST_MEMFD_FLAG_HUGETLB_WIP | size_flag
+    if mmap:
+        flags |= uapi.GUEST_MEMFD_FLAG_MMAP
+    if init_shared:
+        flags |= uapi.GUEST_MEMFD_FLAG_INIT_SHARED
+    return int(flags)
+
+
 def new_host(revision: str = "fixed", pools: dict[str, int] | None = None) -> Host:
-    return Host(hugetlb=dict(DEFAULT_POOLS if pools is None else pools), revision=revision)
+    """A host with the pools every port needs; under ``upstream`` with the work branch's
+    HugeTLB (the ports' 2M and 1G cases)."""
+    return Host(hugetlb=dict(DEFAULT_POOLS if pools is None else pools), revision=revision,
+                wip_hugetlb=revision == "upstream")
 
 
 def new_gmem(host: Host, page_size: str, nr_units: int, *, init_private: bool) -> Gmem:

@@ -1,17 +1,22 @@
-"""Port of in-place conversion v8 `tools/testing/selftests/kvm/x86/guest_memfd_conversions_test.c`
-(KERNEL-NOTES 6.4).
+"""Port of the in-place conversion series' `tools/testing/selftests/kvm/x86/guest_memfd_conversions_test.c`
+(v8 and later, KERNEL-NOTES 6.4), case by case under the selftest's names.
 
-v8 converts with KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd; the model exposes the RFC v2
-style ioctls, so `gmem_set_private/shared(fd, pg * ps, ps)` becomes
-`gmem.convert_private/shared(pg * 4K, 4K)`. v8 has no huge pages: the cases run on a 4K
-guest_memfd as in v8, and again on a 2M HugeTLB guest_memfd (every test page then lives
-in one huge page, which exercises split and merge at 4K granularity). v8's default state
-(flags 0) is private; here that is SUPPORT_SHARED|INIT_PRIVATE.
+Under the ``upstream`` revision the port speaks the selftest's own uAPI: the file is created
+with `GUEST_MEMFD_FLAG_MMAP` (plus `INIT_SHARED` for the shared-by-default cases), and
+`gmem_set_private/shared(fd, pg * ps, ps)` is `gmem.ioctl(KVM_SET_MEMORY_ATTRIBUTES2, struct
+kvm_memory_attributes2)` exactly as the selftest's helper issues it. The same cases run under the
+RFC v2 revisions through their ioctls (`convert_private/shared`), where the default state
+(flags 0 upstream) is SUPPORT_SHARED|INIT_PRIVATE.
+
+v8 has no huge pages: the cases run on a 4K guest_memfd as upstream does, and again on a 2M
+HugeTLB guest_memfd (under ``upstream`` the authors' work branch, `Host(wip_hugetlb=True)`):
+every test page then lives in one huge page, which exercises split and merge at 4K
+granularity.
 
 Where v8 differs from RFC v2: the refcount check reports `error_offset = max(start, folio
 index)` and ENOMEM reports `error_offset = start` (the request start). With 4K folios the
-first equals RFC v2's folio index; the second is tested under revisions "fixed" and
-"prealloc" (RFC v2 as posted returns an uninitialised value).
+first equals RFC v2's folio index; the second is tested under revisions "fixed", "prealloc"
+and "upstream" (RFC v2 as posted returns an uninitialised value).
 """
 
 from __future__ import annotations
@@ -31,15 +36,16 @@ from gmem_testlib import (
     extra_refs,
     gmem_flags,
     new_host,
+    upstream_flags,
 )
 
 import faults
-from pytest_gmem import ConversionError, Host, SigBus
+from pytest_gmem import ConversionError, Host, SigBus, uapi
 
 VALUE_LEN = 8  # the selftests' guest_do_rmw works on one u64
 
 
-@pytest.fixture(params=REVISIONS)
+@pytest.fixture(params=(*REVISIONS, "upstream"))
 def revision(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -54,15 +60,16 @@ class Fixture:
 
     def __init__(self, revision: str, backing: str, nr_pages: int, *, init_shared: bool) -> None:
         self.host: Host = new_host(revision)
+        self.upstream = self.host.revision.abi == "upstream"
         self.nr_pages = nr_pages
         size = nr_pages * PAGE_SIZE
         if backing != "4K":
             size = UNIT_BYTES[backing]
         self.size = size
         vm = self.host.create_vm(vm_type="sw_protected")
-        self.gmem: Gmem = vm.create_guest_memfd(
-            size=size, flags=gmem_flags(backing, init_private=not init_shared)
-        )
+        flags = (upstream_flags(backing, init_shared=init_shared) if self.upstream
+                 else gmem_flags(backing, init_private=not init_shared))
+        self.gmem: Gmem = vm.create_guest_memfd(size=size, flags=flags)
         self.m: Mapping = self.gmem.mmap()
 
     # --- the selftest's helpers, one 4K page `pg` each ---
@@ -86,10 +93,26 @@ class Fixture:
         assert self.m.read(off, VALUE_LEN) == val(w), f"page {pg}"
 
     def convert_private(self, pg: int, nr: int = 1) -> None:
-        self.gmem.convert_private(pg * PAGE_SIZE, nr * PAGE_SIZE)
+        """`gmem_set_private(fd, pg * ps, nr * ps)`."""
+        self.set_attributes(pg, nr, private=True)
 
     def convert_shared(self, pg: int, nr: int = 1) -> None:
-        self.gmem.convert_shared(pg * PAGE_SIZE, nr * PAGE_SIZE)
+        """`gmem_set_shared(fd, pg * ps, nr * ps)`."""
+        self.set_attributes(pg, nr, private=False)
+
+    def set_attributes(self, pg: int, nr: int, *, private: bool) -> None:
+        if not self.upstream:
+            convert = self.gmem.convert_private if private else self.gmem.convert_shared
+            convert(pg * PAGE_SIZE, nr * PAGE_SIZE)
+            return
+        attrs = uapi.kvm_memory_attributes2(
+            offset=pg * PAGE_SIZE, size=nr * PAGE_SIZE,
+            attributes=uapi.KVM_MEMORY_ATTRIBUTE_PRIVATE if private else 0)
+        try:
+            self.gmem.ioctl(uapi.KVM_SET_MEMORY_ATTRIBUTES2, attrs)
+        except ConversionError as exc:  # the selftest reads error_offset back from the struct
+            assert attrs.error_offset == exc.error_offset
+            raise
 
     def ranges_for(self, private_pages: set[int], *, rest: str = "shared") -> list[tuple[int, int, str]]:
         """Expected shareability ranges: `private_pages` private, the test pages not in it shared,
@@ -285,8 +308,11 @@ def test_elevated_refcount(revision: str, backing: str, test_page: int) -> None:
 # --- the v8 ENOMEM detail: error_offset = start of the request -------------------------
 
 
-@pytest.mark.parametrize("revision", ["fixed", "prealloc"])
-@pytest.mark.parametrize("point", ["kvm_gmem_convert_compute_work", "kvm_gmem_shareability_store"])
+@pytest.mark.parametrize(("revision", "point"), [
+    ("fixed", "kvm_gmem_convert_compute_work"), ("fixed", "kvm_gmem_shareability_store"),
+    ("prealloc", "kvm_gmem_convert_compute_work"), ("prealloc", "kvm_gmem_shareability_store"),
+    ("upstream", "kvm_gmem_shareability_store"),  # upstream keeps no work list: no kzalloc
+])
 def test_enomem_reports_request_start(revision: str, backing: str, point: str) -> None:
     """v8 `__kvm_gmem_set_attributes`: on -ENOMEM, `*err_index = start` (KERNEL-NOTES 5).
 
@@ -316,7 +342,7 @@ def test_enomem_reports_request_start(revision: str, backing: str, point: str) -
 # --- the v8 EAGAIN detail: error_offset = max(start, folio index) ----------------------
 
 
-@pytest.mark.parametrize(("revision", "want_page"), [("prealloc", 5), ("fixed", 0)])
+@pytest.mark.parametrize(("revision", "want_page"), [("prealloc", 5), ("upstream", 5), ("fixed", 0)])
 def test_eagain_error_offset_clamped_to_request_start(revision: str, want_page: int) -> None:
     """v8 `kvm_gmem_is_safe_for_conversion`: `*err_index = max(start, folio->index)`
     (KERNEL-NOTES 1.5, 5) versus RFC v2's unclamped folio index.
