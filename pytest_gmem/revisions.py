@@ -58,6 +58,10 @@ class Revision:
     #: HugeTLB backing: "series" (part of the posted series) or "wip" (only on the authors' work
     #: branches: unmerged, opt-in with ``Host(wip_hugetlb=True)``)
     hugetlb: str = "series"
+    #: the work branch's fix of the January 2026 race: ``hugetlb_fault_mutex_lock`` serialises
+    #: two faults allocating in the same huge page (without it the loser sees the subpool at its
+    #: maximum: ENOMEM at ``hugepage_subpool_get_pages``)
+    hugetlb_fault_mutex: bool = False
     #: what its rows of the design comparison must show (a key of :data:`EXPECTATIONS`)
     expect: str = "clean"
     #: the version of the series it follows, with the mails or branch read
@@ -96,7 +100,7 @@ REVISIONS: dict[str, Revision] = {
         "allocation before the point of no return, no rollback; HugeTLB only from the authors' "
         "work branch (unmerged, Host(wip_hugetlb=True))",
         rollback_underflow=False, unbounded_spin=False, error_offset_on_enomem=True, prealloc=True,
-        abi="upstream", hugetlb="wip", expect="clean",
+        abi="upstream", hugetlb="wip", hugetlb_fault_mutex=True, expect="clean",
         follows="in-place conversion v8 (June 2026) and later, see docs/model.md",
     ),
 }

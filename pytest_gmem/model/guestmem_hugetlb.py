@@ -59,7 +59,7 @@ class HugetlbAllocator:
     def alloc(self, owner: object, index: int, count: int) -> tuple[Block | None, int]:
         """Mirrors ``guestmem_hugetlb_alloc_folio``: subpool get + hugetlb alloc (ENOMEM)."""
         n = self.nr_pages_in_folio
-        self.spool.get_page()
+        self.spool.get_page(racy=not self.host.revision.hugetlb_fault_mutex)
         block = Block(index - index % n, n, huge=True, owner=owner, spool=self.spool)
         self.host.live_blocks.add(block)
         return block, n

@@ -21,7 +21,9 @@ P_NEW_SUBPOOL = faults.declare(
 P_SUBPOOL_GET = faults.declare(
     "hugepage_subpool_get_pages", {"ENOMEM"},
     """hugepage_subpool_get_pages() in guestmem_hugetlb_alloc_folio(): the subpool is at its
-    maximum (e.g. two threads allocating in the same huge page, cover-letter TODO #3).""",
+    maximum because two threads allocate in the same huge page at once (RFC v2 cover-letter
+    TODO #3, the January 2026 race on the work branch). Not reached under upstream, whose work
+    branch serialises them with hugetlb_fault_mutex_lock.""",
 )
 P_ALLOC_HUGETLB = faults.declare(
     "alloc_hugetlb_folio", {"ENOMEM"},
@@ -81,11 +83,13 @@ class Subpool:
         pool.subpools.append(sp)
         return sp
 
-    def get_page(self) -> None:
+    def get_page(self, racy: bool = True) -> None:
         """``hugepage_subpool_get_pages(spool, 1)`` + ``alloc_hugetlb_folio`` using the
-        reservation; may fail with ENOMEM (nothing changed then)."""
-        if (f := P_SUBPOOL_GET.hit(page_size=self.pool.name)) is not None or \
-                self.used_hpages + 1 > self.max_hpages:
+        reservation; may fail with ENOMEM (nothing changed then). ``racy=False``: allocations
+        in one huge page are serialised (the work branch's ``hugetlb_fault_mutex_lock``), so no
+        concurrent fault can take the subpool's last page: the point is not reached."""
+        f = P_SUBPOOL_GET.hit(page_size=self.pool.name) if racy else None
+        if f is not None or self.used_hpages + 1 > self.max_hpages:
             why = "injected" if f is not None else "subpool at its maximum"
             raise oserror(ENOMEM, f"hugepage_subpool_get_pages: {why}")
         if (f := P_ALLOC_HUGETLB.hit(page_size=self.pool.name)) is not None or self.pool.free < 1:

@@ -278,3 +278,24 @@ def test_wip_hugetlb_conversion_splits_and_merges() -> None:
     assert next(iter(g.folios()))[1] == 512
     assert g.guest_read(0, 12) == b"private data"
     host.check()
+
+
+@pytest.mark.parametrize("revision", ["fixed", "upstream"])
+def test_same_huge_page_allocation_race_and_its_fix(revision: str) -> None:
+    """Two faults allocating in the same huge page: without hugetlb_fault_mutex_lock the loser
+    finds the subpool at its maximum (ENOMEM); the work branch serialises them, so under
+    upstream the point is never reached and the fault-in succeeds."""
+    import faults
+
+    host = Host(revision=revision, wip_hugetlb=revision == "upstream", hugetlb={"2M": 1})
+    g = host.create_vm().create_guest_memfd(MB2, mmap=True, init_private=True, page_size="2M")
+    with faults.scope(record=True) as sc, faults.inject("hugepage_subpool_get_pages", "ENOMEM", nth=1):
+        if revision == "upstream":
+            g.guest_write(0, b"x")
+        else:
+            with pytest.raises(OSError) as e:
+                g.guest_write(0, b"x")
+            assert e.value.errno == errno.ENOMEM
+    hits = sum(1 for ev in sc.trace if ev.point == "hugepage_subpool_get_pages")
+    assert hits == (0 if revision == "upstream" else 1)
+    host.check()
