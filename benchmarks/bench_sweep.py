@@ -127,9 +127,11 @@ def test_busy(i):
 
 
 def run_pytest(path: str, n: str, cwd: str, extra: dict[str, str] | None = None,
-               *args: str) -> tuple[float, float, str]:
-    """(wall seconds, pytest's own "in X s", summary line) of one pytest run in a subprocess."""
-    cmd = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+               *args: str, cache: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, pytest's own "in X s", summary line) of one pytest run in a subprocess;
+    ``cache``: with pytest's cache (the census cache), and the census line appended."""
+    nocache = [] if cache else ["-p", "no:cacheprovider"]
+    cmd = [sys.executable, "-m", "pytest", path, "-q", *nocache, "-p", "no:randomly",
            "-p", "no:hypothesispytest", "-p", "no:benchmark", "-n", n, *args]
     # bytecode on (as .ci/run does); hypothesis's and pytest-benchmark's plugins off: they cost
     # the same in both runs and say nothing about sweeps
@@ -142,7 +144,34 @@ def run_pytest(path: str, n: str, cwd: str, extra: dict[str, str] | None = None,
     if proc.returncode != 0:
         raise SystemExit(f"pytest -n {n} failed ({proc.returncode}): {last}\n{proc.stdout[-2000:]}")
     m = re.search(r" in ([0-9.]+)s", last)
+    census = re.search(r"gmem: sweep censuses: .*", proc.stdout)
+    if cache and census:
+        last += f" | {census.group(0)}"
     return wall, float(m.group(1)) if m else wall, last
+
+
+def census_runs(path: str, cwd: str, revision: str) -> None:
+    """The census cache across sessions with random seeds: cold then warm, -n 0 and -n 2."""
+    import shutil
+
+    for n in ("0", "2"):
+        shutil.rmtree(os.path.join(cwd, ".pytest_cache"), ignore_errors=True)
+        for state in ("cold", "warm"):
+            wall, own, last = run_pytest(path, n, cwd, None, cache=True)  # a new random seed each run
+            print(f"  cache on, -n {n}, {state}: {wall:.2f}s wall ({last})")
+
+
+def bystanders(cwd: str, items: int = 2000) -> None:
+    """A test that uses no gmem fixture and no marker, with the plugin loaded and without it."""
+    busy = os.path.join(cwd, "test_busy.py")
+    env = {"BUSY_N": str(items), "BUSY_MS": "0"}
+    times: dict[str, list[float]] = {"gmem": [], "bare": []}
+    for _ in range(3):
+        times["gmem"].append(run_pytest(busy, "0", cwd, env, "-p", "gmem")[1])
+        times["bare"].append(run_pytest(busy, "0", cwd, env, "-p", "no:gmem")[1])
+    g, b = statistics.median(times["gmem"]), statistics.median(times["bare"])
+    print(f"  bystanders: {items} empty tests, plugin loaded {g:.2f}s, not loaded {b:.2f}s: "
+          f"{g / b:.2f}x (goal <= 1.1x; pytest's 'in X s', medians of 3)")
 
 
 def speedup(path: str, cwd: str, repeats: int, extra: dict[str, str] | None = None,
@@ -170,6 +199,8 @@ def through_pytest(revision: str, repeats: int, table: bool, heavy: bool) -> Non
         busy = os.path.join(tmp, "test_busy.py")
         with open(busy, "w", encoding="utf-8") as fh:
             fh.write(BUSY_FILE)
+        census_runs(path, tmp, revision)
+        bystanders(tmp)
         t0, t2, inner0, last = speedup(path, tmp, repeats, None, "--gmem-seed=1")
         items = int(re.search(r"(\d+) passed", last).group(1))  # type: ignore[union-attr]
         print(f"through pytest, {items} sweep items ({last}), medians of {repeats} interleaved runs:")
