@@ -10,13 +10,18 @@ splits). Prints:
 1. pytest-free, through ``pytest_gmem.sweep.run_sweep`` on one core: scenarios per second when
    every scenario rebuilds the state with ``setup()`` (from scratch) and when it resumes from a
    ``copy.deepcopy`` of the state built once (snapshot-and-resume);
-2. the same sweep as a ``fault_sweep`` test through pytest: medians of the wall times with
+   then the time per scenario of a swept body of 4 and of 64 conversions (the rollback check
+   on, as sweep items have it);
+2. the census cache with random seeds (as by default): cold then warm, ``-n 0`` and ``-n 2``,
+   with how many censuses each run computed and read (a warm run computes none); the bystander
+   ratio: 2,000 empty tests with the plugin loaded against without it;
+3. the same sweep as a ``fault_sweep`` test through pytest: medians of the wall times with
    ``-n 0`` and ``-n 2`` (runs interleaved) and the speed-up;
-3. the ceiling: the same number of pytest items that only spin for as long as a sweep item's
+4. the ceiling: the same number of pytest items that only spin for as long as a sweep item's
    share of the ``-n 0`` run (no gmem at all), with ``-n 0`` and ``-n 2``: the speed-up
    pytest-xdist itself gives items of that size on this machine, and the share of it the sweep
    gets. ``--table`` adds xdist's own speed-up for 200 spinning items of 5 to 50 ms;
-4. ``--heavy``: the same -n 0 / -n 2 comparison for a sweep whose scenarios cost tens of
+5. ``--heavy``: the same -n 0 / -n 2 comparison for a sweep whose scenarios cost tens of
    milliseconds (a 512M guest sharing and taking back one 4K page in each of its 256 huge
    pages; every ENOMEM of the metadata stash: 256 items), where xdist's per-item cost is small.
 
@@ -67,6 +72,36 @@ def pytest_free(revision: str) -> None:
         how = "resume from a deepcopy of the setup state" if resume else "setup() from scratch per scenario"
         print(f"pytest-free, {revision}, {how}: {len(results)} scenarios in {dt:.2f}s = "
               f"{len(results) / dt:,.0f} scenarios/s")
+
+
+def linear_cost(revision: str) -> None:
+    """Time per scenario against the number of conversions in the swept body (pytest-free, the
+    rollback check on, as sweep items have it): 4 and 64 conversions of 4K pages, one per huge
+    page of a 128M file, swept over every ENOMEM they reach."""
+    per: dict[int, tuple[float, int]] = {}
+    for k in (4, 64):
+        def build() -> Any:
+            host = Host(hugetlb={"2M": 80}, revision=revision, check_rollback=True)
+            g = host.create_vm().create_guest_memfd(size="128M", page_size="2M", mmap=True, init_private=True)
+            return (host, g)
+
+        def body(state: Any, k: int = k) -> None:
+            _host, g = state
+            for i in range(k):
+                try:
+                    g.convert_shared((i << 21) + 4096, "4K")
+                except OSError:
+                    pass
+
+        t = time.perf_counter()
+        results = run_sweep(build, body, SweepSpec(points=("kvm_gmem_convert_compute_work",
+                                                           "guestmem_hugetlb_stash_metadata")),
+                            revision=revision, resume=False)
+        per[k] = ((time.perf_counter() - t) / len(results), len(results))
+    (t4, n4), (t64, n64) = per[4], per[64]
+    print(f"linear cost (pytest-free, check_rollback on): {n4} scenarios of 4 conversions {t4 * 1e3:.2f} ms "
+          f"each, {n64} of 64 conversions {t64 * 1e3:.2f} ms each: {t64 / t4:.2f}x per scenario for 16x the "
+          f"conversions, {t64 / 64 / (t4 / 4):.2f}x per conversion (goal: linear, <= 1.5x per conversion)")
 
 
 TEST_FILE = '''
@@ -127,9 +162,11 @@ def test_busy(i):
 
 
 def run_pytest(path: str, n: str, cwd: str, extra: dict[str, str] | None = None,
-               *args: str) -> tuple[float, float, str]:
-    """(wall seconds, pytest's own "in X s", summary line) of one pytest run in a subprocess."""
-    cmd = [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+               *args: str, cache: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, pytest's own "in X s", summary line) of one pytest run in a subprocess;
+    ``cache``: with pytest's cache (the census cache), and the census line appended."""
+    nocache = [] if cache else ["-p", "no:cacheprovider"]
+    cmd = [sys.executable, "-m", "pytest", path, "-q", *nocache, "-p", "no:randomly",
            "-p", "no:hypothesispytest", "-p", "no:benchmark", "-n", n, *args]
     # bytecode on (as .ci/run does); hypothesis's and pytest-benchmark's plugins off: they cost
     # the same in both runs and say nothing about sweeps
@@ -142,7 +179,34 @@ def run_pytest(path: str, n: str, cwd: str, extra: dict[str, str] | None = None,
     if proc.returncode != 0:
         raise SystemExit(f"pytest -n {n} failed ({proc.returncode}): {last}\n{proc.stdout[-2000:]}")
     m = re.search(r" in ([0-9.]+)s", last)
+    census = re.search(r"gmem: sweep censuses: .*", proc.stdout)
+    if cache and census:
+        last += f" | {census.group(0)}"
     return wall, float(m.group(1)) if m else wall, last
+
+
+def census_runs(path: str, cwd: str, revision: str) -> None:
+    """The census cache across sessions with random seeds: cold then warm, -n 0 and -n 2."""
+    import shutil
+
+    for n in ("0", "2"):
+        shutil.rmtree(os.path.join(cwd, ".pytest_cache"), ignore_errors=True)
+        for state in ("cold", "warm"):
+            wall, _own, last = run_pytest(path, n, cwd, None, cache=True)  # a new random seed each run
+            print(f"  cache on, -n {n}, {state}: {wall:.2f}s wall ({last})")
+
+
+def bystanders(cwd: str, items: int = 2000) -> None:
+    """A test that uses no gmem fixture and no marker, with the plugin loaded and without it."""
+    busy = os.path.join(cwd, "test_busy.py")
+    env = {"BUSY_N": str(items), "BUSY_MS": "0"}
+    times: dict[str, list[float]] = {"gmem": [], "bare": []}
+    for _ in range(3):
+        times["gmem"].append(run_pytest(busy, "0", cwd, env, "-p", "gmem")[1])
+        times["bare"].append(run_pytest(busy, "0", cwd, env, "-p", "no:gmem")[1])
+    g, b = statistics.median(times["gmem"]), statistics.median(times["bare"])
+    print(f"  bystanders: {items} empty tests, plugin loaded {g:.2f}s, not loaded {b:.2f}s: "
+          f"{g / b:.2f}x (goal <= 1.1x; pytest's 'in X s', medians of 3)")
 
 
 def speedup(path: str, cwd: str, repeats: int, extra: dict[str, str] | None = None,
@@ -170,6 +234,8 @@ def through_pytest(revision: str, repeats: int, table: bool, heavy: bool) -> Non
         busy = os.path.join(tmp, "test_busy.py")
         with open(busy, "w", encoding="utf-8") as fh:
             fh.write(BUSY_FILE)
+        census_runs(path, tmp, revision)
+        bystanders(tmp)
         t0, t2, inner0, last = speedup(path, tmp, repeats, None, "--gmem-seed=1")
         items = int(re.search(r"(\d+) passed", last).group(1))  # type: ignore[union-attr]
         print(f"through pytest, {items} sweep items ({last}), medians of {repeats} interleaved runs:")
@@ -210,6 +276,7 @@ def main() -> None:
                         help="also a sweep whose scenarios cost tens of milliseconds (512M guest)")
     args = parser.parse_args()
     pytest_free(args.revision)
+    linear_cost(args.revision)
     if not args.skip_pytest:
         through_pytest(args.revision, args.repeats, args.table, args.heavy)
 

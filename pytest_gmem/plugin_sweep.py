@@ -77,6 +77,11 @@ class Sweeps:
         self._cache: CensusCache | None = None
         self._sources: dict[Path, str] = {}
         self.write_error: str | None = None
+        self.census_runs = 0  # censuses computed in this process (census runs)
+        self.census_read = 0  # censuses read from the cache (or shipped by the xdist controller)
+        workerinput = getattr(config, "workerinput", None)
+        self._shipped: dict[str, Any] = dict(workerinput.get("gmem_census", {})) if workerinput else {}
+        self._worker_counts: list[tuple[int, int]] = []  # the workers' (runs, read), on the controller
 
     @staticmethod
     def _revisions(value: str | None) -> list[str] | None:
@@ -201,8 +206,31 @@ class Sweeps:
             pytest_cache = getattr(self.config, "cache", None)
             if pytest_cache is None:
                 return None
-            self._cache = CensusCache(pytest_cache.mkdir("gmem-census"))
+            self._cache = CensusCache(pytest_cache.mkdir("gmem-census"), shipped=self._shipped)
         return self._cache
+
+    # --- xdist: the controller ships the cached censuses, the workers report their counts -------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Every cached census goes to every worker in its ``workerinput``: no worker reads or
+        computes a census the cache holds (read once, here)."""
+        if self._shipped_out is None:
+            cache = self.cache
+            self._shipped_out = cache.entries() if cache is not None else {}
+        node.workerinput["gmem_census"] = self._shipped_out
+
+    _shipped_out: dict[str, Any] | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        counts = getattr(node, "workeroutput", {}).get("gmem_census")
+        if isinstance(counts, (list, tuple)) and len(counts) == 2:
+            self._worker_counts.append((int(counts[0]), int(counts[1])))
+
+    def census_counts(self) -> tuple[int, int]:
+        """(computed, read from the cache) in this session, the workers' included."""
+        return (self.census_runs + sum(c[0] for c in self._worker_counts),
+                self.census_read + sum(c[1] for c in self._worker_counts))
 
     def _test_sources_digest(self, item: pytest.Function) -> str:
         """Digest of the test module, the conftest files above it, and every module under the
@@ -223,23 +251,41 @@ class Sweeps:
     def _census(self, item: pytest.Function, scenario: Scenario, spec: SweepSpec) -> Census:
         """Run the test once (fixtures, markers, checks) with the scenario's faults armed and
         count the hits of its body; cached in the pytest cache."""
-        from _pytest.runner import runtestprotocol
-
         from . import __version__
-        from .sweep import Census, ItemState, census_key, source_digest
+        from .sweep import census_key, source_digest
 
         settings = self.config.stash[SETTINGS]
         cache = self.cache
+        # What decides which faults the body reaches: the code (plugin, engine, test module and
+        # what it imports), the test, the scenario, the revision and the --gmem-fault faults. The
+        # session seed only when the census run drew on it (CensusCache.lookup / store).
         key = census_key(
-            __version__, item.nodeid, scenario.ident(), scenario.revision or settings.revision, settings.seed,
+            __version__, item.nodeid, scenario.ident(), scenario.revision or settings.revision,
             [f.text for f in settings.faults], source_digest("pytest_gmem", "faults"), self._test_sources_digest(item),
         )
-        if cache is not None:
-            cached = cache.get(key)
+        if cache is None:
+            return self._run_census(item, scenario)
+        cached = cache.lookup(key, settings.seed)
+        if cached is not None:
+            self.census_read += 1
+            return cached
+        with cache.lock(key):  # another xdist worker may be computing it: wait, then read it
+            cached = cache.lookup(key, settings.seed)
             if cached is not None:
+                self.census_read += 1
                 return cached
-        from .coverage_ctx import CENSUS_ID
+            census = self._run_census(item, scenario)
+            if census.ok or scenario.faults:
+                cache.store(key, settings.seed, census)
+        return census
 
+    def _run_census(self, item: pytest.Function, scenario: Scenario) -> Census:
+        from _pytest.runner import runtestprotocol
+
+        from .coverage_ctx import CENSUS_ID
+        from .sweep import Census, ItemState
+
+        self.census_runs += 1
         # Its own node id (the test's, with the parameter id 'gmem-census' appended), so that
         # what labels a run by node id (pytest-cov's --cov-context=test, the fault contexts,
         # warnings) never takes the census run for a run of the test itself: coverage contexts
@@ -257,11 +303,10 @@ class Sweeps:
             if capturing in ("started", "resumed") and capman is not None:
                 capman.resume_global_capture()
         census = state.census or Census(ok=False)
+        census.seeded = census.seeded or "faker" in item.fixturenames  # Faker is seeded from the gmem seed
         if not scenario.faults:
             census.ok = census.ok and all(r.passed for r in reports)
             census.skipped = not census.ok and any(r.skipped for r in reports)
-        if cache is not None and (census.ok or scenario.faults):
-            cache.set(key, census)
         return census
 
     # --- results ------------------------------------------------------------------------------
@@ -278,6 +323,9 @@ class Sweeps:
     def pytest_sessionfinish(self) -> None:
         if self._cache is not None:
             self._cache.prune()
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["gmem_census"] = [self.census_runs, self.census_read]
         path = self.config.stash[SETTINGS].report
         if path and not self.is_worker and self.records:
             from .compare import sweep_records, write_pictures
@@ -291,7 +339,12 @@ class Sweeps:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.write_error:
             terminalreporter.write_line(self.write_error, red=True, bold=True)
-        if self.is_worker or not self.records:
+        if self.is_worker:
+            return
+        runs, read = self.census_counts()
+        if runs or read:
+            terminalreporter.write_line(f"gmem: sweep censuses: {runs} computed, {read} from the cache")
+        if not self.records:
             return
         from .compare import examples, sweep_records, table_lines
 

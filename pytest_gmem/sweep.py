@@ -278,14 +278,18 @@ class Census:
     fired: bool = False
     ok: bool = True
     skipped: bool = False  # the run skipped or xfailed (a skip / xfail marker): no items, no warning
+    #: the run drew on the session seed (a probabilistic fault, Faker): its hits may depend on
+    #: the seed, so the cache keeps it under a key that includes the seed (see :func:`census_keys`)
+    seeded: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"hits": self.hits, "phase_hits": self.phase_hits, "fired": self.fired, "ok": self.ok}
+        return {"hits": self.hits, "phase_hits": self.phase_hits, "fired": self.fired, "ok": self.ok,
+                "seeded": self.seeded}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Census:
         return cls(dict(data["hits"]), {k: dict(v) for k, v in data["phase_hits"].items()},
-                   bool(data["fired"]), bool(data["ok"]))
+                   bool(data["fired"]), bool(data["ok"]), seeded=bool(data.get("seeded", False)))
 
 
 class BodyCensus:
@@ -312,8 +316,14 @@ class BodyCensus:
 
 
 def census_key(*parts: object) -> str:
-    """A stable digest of what a census depends on (node id, sources, revision, seed, ...)."""
+    """A stable digest of what a census depends on (node id, sources, revision, faults, ...)."""
     return hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:20]
+
+
+def seeded_key(key: str, seed: int) -> str:
+    """The key of a census that drew on the session seed: ``key`` (what decides reachability)
+    and the seed. Under ``key`` itself the cache then keeps only a note that says so."""
+    return census_key(key, "seed", seed)
 
 
 #: At most this many censuses stay in the cache (the least recently used go first).
@@ -325,11 +335,15 @@ class CensusCache:
     ``limit`` most recently used (a read touches the file), so the cache stays bounded even when
     every session has a new random seed (a new key)."""
 
-    def __init__(self, directory: Any, limit: int | None = None) -> None:
+    def __init__(self, directory: Any, limit: int | None = None,
+                 shipped: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         from pathlib import Path
 
         self.directory = Path(directory)
         self.limit = CENSUS_CACHE_LIMIT if limit is None else limit
+        #: entries read by the xdist controller and sent to this worker (``workerinput``): looked
+        #: up before the disk
+        self.shipped: dict[str, Mapping[str, Any]] = dict(shipped or {})
 
     def _path(self, key: str) -> Any:
         return self.directory / f"{key}.json"
@@ -339,15 +353,31 @@ class CensusCache:
 
         path = self._path(key)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = self.shipped.get(key) or json.loads(path.read_text(encoding="utf-8"))
             census = Census.from_json(data)
         except (OSError, KeyError, TypeError, ValueError, AttributeError):
             return None
         try:
-            os.utime(path)
+            os.utime(path)  # a use, for prune()
         except OSError:
             pass
         return census
+
+    def lookup(self, key: str, seed: int) -> Census | None:
+        """The census of ``key``; when the one cached there drew on the seed, the one of this seed."""
+        census = self.get(key)
+        if census is not None and census.seeded:
+            return self.get(seeded_key(key, seed))
+        return census
+
+    def store(self, key: str, seed: int, census: Census) -> None:
+        """Cache ``census`` under ``key``, or, when it drew on the seed, under the seed's key with
+        a note under ``key``."""
+        if census.seeded:
+            self.set(key, Census(seeded=True))
+            self.set(seeded_key(key, seed), census)
+        else:
+            self.set(key, census)
 
     def set(self, key: str, census: Census) -> None:
         import os
@@ -360,6 +390,51 @@ class CensusCache:
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+    def entries(self) -> dict[str, Any]:
+        """Every entry on disk, key -> JSON (what the xdist controller ships to its workers)."""
+        out: dict[str, Any] = {}
+        try:
+            paths = list(self.directory.glob("*.json"))
+        except OSError:
+            return out
+        for p in paths:
+            try:
+                out[p.stem] = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def lock(self, key: str) -> Any:
+        """A context manager holding an exclusive lock on ``key`` (a ``.lock`` file; ``fcntl``),
+        so that xdist workers collecting the same test compute its census once: the second waits
+        and reads what the first stored. Without ``fcntl`` (Windows) it does not lock."""
+        import contextlib
+        from pathlib import Path
+
+        @contextlib.contextmanager
+        def held() -> Any:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - not POSIX
+                yield
+                return
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fh = open(self.directory / f"{key}.lock", "a")  # closed below
+            except OSError:
+                yield
+                return
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                yield
+            finally:
+                # gone before it is released: a process still waiting on it holds the old file
+                # and then finds the census stored; a later one makes a new lock file
+                Path(fh.name).unlink(missing_ok=True)
+                fh.close()  # releases the lock
+
+        return held()
 
     def prune(self) -> int:
         """Drop all but the ``limit`` most recently used entries; returns how many went."""
@@ -754,6 +829,8 @@ class ItemState:
         self.fired = any(a.fired for a in scope.history if a.source == self.source)
         if self.census is not None:
             self.census.fired = self.fired
+            # a probabilistic fault rolls the scope's seeded dice: the hits may depend on the seed
+            self.census.seeded = self.census.seeded or any(not a.policy.deterministic for a in scope.history)
         for e in self.watch.errors_since(hosts):
             if e.error == "KernelBug":
                 self.kernel_bug = True

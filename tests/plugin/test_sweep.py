@@ -141,6 +141,40 @@ def test_sweep_under_xdist(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*= gmem design comparison (fault sweep) =*"])
 
 
+def _census_counts(result: pytest.RunResult) -> tuple[int, int]:
+    import re
+
+    m = re.search(r"gmem: sweep censuses: (\d+) computed, (\d+) from the cache", result.stdout.str())
+    assert m, result.stdout.str()
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.parametrize("dist", [["-n", "2"], ["--tx", "2*popen//python={python}", "--dist", "load"]],
+                         ids=["n2", "tx-2-popen"])
+def test_under_xdist_each_census_is_computed_once_and_shipped_when_cached(
+        pytester: pytest.Pytester, dist: list[str]) -> None:
+    import sys
+
+    args = [a.format(python=sys.executable) for a in dist]
+    pytester.makepyfile(test_suite=SUITE)
+    single = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist", "--gmem-report=one.json")
+    runs, _read = _census_counts(single)  # one per revision under --gmem-compare; here one
+    cold = pytester.runpytest_subprocess(*args, "--gmem-report=cold.json")
+    assert cold.ret == 0
+    # the two workers collect the same tests: the census lock makes one compute, the other read it
+    assert _census_counts(cold) == (runs, runs)
+    warm = pytester.runpytest_subprocess(*args, "--gmem-report=warm.json")
+    assert warm.ret == 0
+    assert _census_counts(warm) == (0, 2 * runs)  # shipped by the controller: nothing computed
+    outcomes = {
+        name: {k: v["sweep"]["outcome"] for k, v in json.loads((pytester.path / name).read_text())["tests"].items()
+               if "sweep" in v}
+        for name in ("one.json", "cold.json", "warm.json")
+    }
+    assert outcomes["one.json"] == outcomes["cold.json"] == outcomes["warm.json"]
+    assert len(outcomes["one.json"]) == len(SPLIT_IDS)
+
+
 def test_gmem_sweep_option_sweeps_every_model_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-sweep")
@@ -174,9 +208,42 @@ def test_census_is_cached(pytester: pytest.Pytester) -> None:
     second = pytester.runpytest("--co", "-q", "--gmem-seed=5")
     assert "test_split[sweep-kvm_gmem_convert_compute_work-ENOMEM-2]" in _ids(second)
     assert "test_split[sweep-kvm_gmem_convert_compute_work-ENOMEM-2]" not in _ids(first)
-    # another seed is another key
-    pytester.runpytest("--co", "-q", "--gmem-seed=6")
-    assert len(_census_files(pytester)) == 2
+    # the seed is not in the key of a census that did not draw on it: a random seed hits too
+    third = pytester.runpytest("--co", "-q")
+    assert "test_split[sweep-kvm_gmem_convert_compute_work-ENOMEM-2]" in _ids(third)
+    third.stdout.fnmatch_lines(["gmem: sweep censuses: 0 computed, 1 from the cache"])
+    assert len(_census_files(pytester)) == 1
+
+
+SEEDED = """
+import pytest
+from pytest_gmem import ConversionError
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault("kvm_gmem_convert_compute_work=50%enomem")
+@pytest.mark.fault_sweep(points="kvm_gmem_shareability_store")
+def test_dice(gmem):
+    for k in range(2):
+        try:
+            gmem.convert_shared(k << 21, "4K")
+        except ConversionError:
+            pass
+"""
+
+
+def test_a_census_that_draws_on_the_seed_is_cached_per_seed(pytester: pytest.Pytester) -> None:
+    # a probabilistic fault rolls dice seeded from the session seed: which hits the body makes
+    # depends on it, so such a census is kept per seed (with a note under the seedless key)
+    pytester.makepyfile(test_dice=SEEDED)
+    ids = {}
+    for seed in (1, 2, 1):
+        result = pytester.runpytest("--co", "-q", f"--gmem-seed={seed}")
+        ids.setdefault(seed, []).append(_ids(result))
+    assert ids[1][0] == ids[1][1]
+    notes = [f for f in _census_files(pytester) if json.loads(f.read_text())["seeded"] and not
+             json.loads(f.read_text())["hits"]]
+    assert len(_census_files(pytester)) == 3 and len(notes) == 1  # the note, seed 1, seed 2
+    result.stdout.fnmatch_lines(["gmem: sweep censuses: 0 computed, 1 from the cache"])
 
 
 def _forget_bytecode(pytester: pytest.Pytester) -> None:
@@ -217,8 +284,8 @@ def test_census_cache_is_bounded(pytester: pytest.Pytester, monkeypatch: pytest.
     import pytest_gmem.sweep
 
     monkeypatch.setattr(pytest_gmem.sweep, "CENSUS_CACHE_LIMIT", 3)
-    pytester.makepyfile(test_suite=SUITE)
-    for seed in range(6):  # every random seed is a new key
+    pytester.makepyfile(test_suite=SUITE, test_dice=SEEDED)
+    for seed in range(6):  # every seed is a new key for a census that draws on it
         pytester.runpytest("--co", "-q", f"--gmem-seed={seed}")
     assert len(_census_files(pytester)) == 3
     result = pytester.runpytest("--co", "-q", "--gmem-seed=5")  # the newest are the ones kept
