@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         REVISIONS,
         VM,
         ConversionError,
+        GmemError,
         GuestFault,
         GuestMemfd,
         Host,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
-    "DEFAULT_REVISION", "REVISIONS", "VM", "ConversionError", "GuestFault", "GuestMemfd", "Host",
+    "DEFAULT_REVISION", "REVISIONS", "VM", "ConversionError", "GmemError", "GuestFault", "GuestMemfd", "Host",
     "HostMapping", "InvariantViolation", "KernelBug", "Pin", "SigBus", "Snapshot", "Warn", "uapi",
 ]
 _LAZY = frozenset(__all__) - {"uapi"}

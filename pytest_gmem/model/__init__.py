@@ -5,7 +5,7 @@ entry point of pytest-gmem).
 """
 
 from . import conversion, guestmem_hugetlb, hugetlb, restructure, tdx, truncate  # noqa: F401  (declare points)
-from .errors import ConversionError, GuestFault, InvariantViolation, KernelBug, SigBus
+from .errors import ConversionError, GmemError, GuestFault, InvariantViolation, KernelBug, SigBus
 from .guest_memfd import GuestMemfd
 from .host import Host, Warn
 from .mmap import HostMapping, Pin
@@ -14,7 +14,7 @@ from .snapshot import Snapshot
 from .vm import VM
 
 __all__ = [
-    "DEFAULT_REVISION", "REVISIONS", "ConversionError", "GuestFault", "GuestMemfd", "Host",
+    "DEFAULT_REVISION", "REVISIONS", "ConversionError", "GmemError", "GuestFault", "GuestMemfd", "Host",
     "HostMapping", "InvariantViolation", "KernelBug", "Pin", "Revision", "SigBus", "Snapshot",
     "VM", "Warn",
 ]

@@ -1,4 +1,13 @@
-"""Exceptions the model raises where the kernel returns an errno, delivers a signal, or breaks."""
+"""Exceptions the model raises where the kernel returns an errno, delivers a signal, or breaks.
+
+Every error a user's code can meet and handle is a :class:`GmemError`: an ``OSError`` whose
+``.errno`` is the kernel's (``ConversionError`` from the conversion ioctls, ``SigBus`` from a
+host access through ``mmap()``, ``GuestFault`` from a guest access, and the plain ``GmemError``
+of every other call: ``fallocate``, ``pread``, ``guest_write``, ...), so one ``except GmemError``
+(or ``except OSError``) clause handles them all. ``KernelBug`` (the real kernel would hang or
+crash) and ``InvariantViolation`` (the checker) are not errors a program handles: they are not
+``OSError``.
+"""
 
 from __future__ import annotations
 
@@ -6,38 +15,47 @@ import errno as _errno
 import os
 
 
-def oserror(code: int, what: str) -> OSError:
-    """An ``OSError`` with the errno's standard text and the model's explanation."""
-    return OSError(code, f"{os.strerror(code)}: {what}")
+class GmemError(OSError):
+    """A failed call into the model, as the kernel would fail it: ``.errno`` is the kernel's
+    errno, ``.strerror`` its standard text and the model's explanation."""
+
+    def __init__(self, code: int, what: str) -> None:
+        super().__init__(code, f"{os.strerror(code)}: {what}")
 
 
-class ConversionError(OSError):
+def oserror(code: int, what: str) -> GmemError:
+    """A :class:`GmemError` with the errno's standard text and the model's explanation."""
+    return GmemError(code, what)
+
+
+class ConversionError(GmemError):
     """A failed ``KVM_GMEM_CONVERT_SHARED`` / ``_PRIVATE`` ioctl: ``.errno`` and ``.error_offset``
     (the byte offset the kernel copied back to userspace; under ``rfc-v2`` with ENOMEM it is the
     uninitialised stack value, see ``.error_offset_valid``)."""
 
     def __init__(self, code: int, what: str, error_offset: int, error_offset_valid: bool = True) -> None:
-        super().__init__(code, f"{os.strerror(code)}: {what}")
+        super().__init__(code, what)
         self.error_offset = error_offset
         self.error_offset_valid = error_offset_valid
 
 
-class SigBus(Exception):
-    """A host access through an ``mmap()`` of the file faulted with SIGBUS at ``.offset``."""
+class SigBus(GmemError):
+    """A host access through an ``mmap()`` of the file faulted with SIGBUS at ``.offset``
+    (``.errno`` is EFAULT: what a ``read()`` from that mapping into the kernel would return)."""
 
     def __init__(self, offset: int, why: str) -> None:
-        super().__init__(f"SIGBUS at offset {offset:#x}: {why}")
+        super().__init__(_errno.EFAULT, f"SIGBUS at offset {offset:#x}: {why}")
         self.offset = offset
         self.why = why
 
 
-class GuestFault(Exception):
+class GuestFault(GmemError):
     """The guest's access could not be satisfied (``.errno``: what KVM_RUN would return,
     e.g. EIO for a dead VM, EFAULT for memory outside the file)."""
 
     def __init__(self, code: int, offset: int, why: str) -> None:
-        super().__init__(f"guest access at offset {offset:#x} failed with {_errno.errorcode.get(code, code)}: {why}")
-        self.errno = code
+        super().__init__(code, f"guest access at offset {offset:#x} failed with "
+                               f"{_errno.errorcode.get(code, code)}: {why}")
         self.offset = offset
 
 

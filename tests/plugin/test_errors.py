@@ -178,7 +178,7 @@ def test_model_refusing_the_marker_is_a_clean_failure(pytester: pytest.Pytester,
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         ["gmem: marker gmem on test_x (size='4M', page_size='2M', hugetlb={'2M': 1}): the model refused to build "
-         "the test's guest_memfd: OSError: *Cannot allocate memory*"]
+         "the test's guest_memfd: GmemError: [[]Errno 12[]] Cannot allocate memory*"]
     )
     assert "Traceback" not in result.stdout.str() and "guest_memfd.py:" not in result.stdout.str()
 
