@@ -48,6 +48,11 @@ SEED_HELP = (
     "Session seed; each test's seed is derived from it and the test's node id "
     "(env GMEM_SEED, ini gmem_seed). Default: a random seed, printed in the header."
 )
+FULL_TRACE_HELP = (
+    "Keep the frames of pytest_gmem and faults in failure tracebacks. Default: off (a failure "
+    "with an error the library raises on purpose, such as GmemError or KernelBug, stops at the "
+    "test's own line; an unexpected exception inside the library always shows every frame)."
+)
 POINTS_HELP = "Print the fault-point catalog (name, kinds, description) and exit."
 REPORT_HELP = (
     "Write a JSON report to PATH: per test the faults armed and fired and the outcome; per "

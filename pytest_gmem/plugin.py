@@ -31,6 +31,7 @@ from ._keys import known_revisions as _known_revisions
 from .plugin_coverage import CoverageHooks
 from .plugin_report import Collector, FakerSeed, XdistHooks
 from .plugin_sweep import Sweeps, revision_of, seed_nodeid, sweep_outcome, sweep_report, sweep_requests
+from .plugin_trace import TraceHider
 from .report import (
     build_record,
     combine_outcome,
@@ -77,6 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "auto (default): with pytest-cov's --cov-context=test or --gmem-error-paths; on: whenever coverage "
         "is measuring; off: never.",
     )
+    group.addoption("--gmem-full-trace", dest="gmem_full_trace", action="store_true", default=False,
+                    help=cfg.FULL_TRACE_HELP)
     from .sweep import COMPARE_HELP, SWEEP_DEPTH_HELP
 
     group.addoption("--gmem-compare", dest="gmem_compare", metavar="REVS", default=None, help=COMPARE_HELP)
@@ -119,6 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("faker"):
         config.pluginmanager.register(FakerSeed(), "gmem-faker")
     config.pluginmanager.register(Sweeps(config), "gmem-sweeps")
+    if not config.getoption("gmem_full_trace"):
+        config.pluginmanager.register(TraceHider(), "gmem-trace")
     paths = config.getoption("gmem_error_paths")
     if paths and not paths.endswith(".json"):
         raise pytest.UsageError(f"gmem: --gmem-error-paths={paths}: the report path must end in .json "

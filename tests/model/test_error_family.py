@@ -45,3 +45,12 @@ def test_guest_fault_carries_its_errno() -> None:
 def test_kernel_bug_and_invariant_violation_are_not_os_errors() -> None:
     assert not issubclass(KernelBug, OSError)
     assert not issubclass(InvariantViolation, OSError)
+
+
+def test_the_docs_example_catches_both_errors_with_one_clause(capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "model.md").read_text()
+    block = text[text.index("import errno\nfrom pytest_gmem import GmemError"):]
+    exec(block[:block.index("```")], {})
+    assert capsys.readouterr().out == "['EAGAIN', 'EFAULT']\n"
