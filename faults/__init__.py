@@ -14,6 +14,7 @@
 """
 
 from .arming import Arming, ChainPolicy, RulePolicy, Term
+from .diagnose import why_unfired
 from .errors import FaultError, KindNotAllowed, SpecSyntaxError, UnknownKind, UnknownPoint
 from .grammar import arm, parse
 from .kinds import (
@@ -56,5 +57,5 @@ __all__ = [
     "UnknownKind", "UnknownPoint", "activate", "active", "arm", "armed", "as_kind", "callback", "catalog",
     "current", "deactivate", "declare", "enomem", "errno_kind", "extra_refcount", "format_spec",
     "get_point", "inject", "inject_chain", "make_kind", "match_points", "open_scope", "parse",
-    "scope", "speculative_refcount", "tdx_error",
+    "scope", "speculative_refcount", "tdx_error", "why_unfired",
 ]

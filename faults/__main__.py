@@ -69,11 +69,16 @@ def _list(glob: str, as_json: bool, out: TextIO) -> int:
             indent = " " * (width + 2) if columns - width > 40 else "    "
             out.write(textwrap.fill(p.doc, columns, initial_indent=indent, subsequent_indent=indent))
             out.write("\n")
+        if p.reached:
+            indent = " " * (width + 2) if columns - width > 40 else "    "
+            out.write(textwrap.fill(f"Reached: {p.reached}", columns, initial_indent=indent,
+                                    subsequent_indent=indent))
+            out.write("\n")
     return 0
 
 
 def _point_json(p: PointInfo) -> dict[str, object]:
-    return {"name": p.name, "kinds": sorted(p.kinds), "module": p.module, "doc": p.doc}
+    return {"name": p.name, "kinds": sorted(p.kinds), "module": p.module, "doc": p.doc, "reached": p.reached}
 
 
 def _parse(text: str, check: bool, as_json: bool, out: TextIO) -> int:
@@ -149,6 +154,8 @@ def docs_markdown(points: list[PointInfo]) -> str:
     for p in points:
         lines += ["", f"## `{p.name}`", "", f"Kinds: {', '.join(sorted(p.kinds)) or '-'}. "
                   f"Declared in `{p.module}`.", "", p.doc or "(no description)"]
+        if p.reached:
+            lines += ["", f"**Reached:** {p.reached}"]
     return "\n".join(lines) + "\n"
 
 

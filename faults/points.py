@@ -55,13 +55,14 @@ def active() -> bool:
 class FaultPoint:
     """A named failure site. Create with :func:`declare`."""
 
-    __slots__ = ("doc", "kinds", "module", "name")
+    __slots__ = ("doc", "kinds", "module", "name", "reached")
 
-    def __init__(self, name: str, kinds: frozenset[str], doc: str, module: str) -> None:
+    def __init__(self, name: str, kinds: frozenset[str], doc: str, module: str, reached: str = "") -> None:
         self.name = name
         self.kinds = kinds
         self.doc = doc
         self.module = module
+        self.reached = reached
 
     def __repr__(self) -> str:
         return f"FaultPoint({self.name!r}, kinds={sorted(self.kinds)})"
@@ -101,12 +102,15 @@ class PointInfo:
     kinds: frozenset[str]
     doc: str
     module: str
+    reached: str = ""
 
 
-def declare(name: str, kinds: str | Iterable[str], doc: str) -> FaultPoint:
+def declare(name: str, kinds: str | Iterable[str], doc: str, *, reached: str = "") -> FaultPoint:
     """Declare a fault point. ``kinds`` is the allow-list: kind names (errno names in any case,
-    ``speculative_refcount``, ...) or a single name. Re-declaring the same name with the same
-    kinds returns the same point (module reloads); with other kinds it is an error."""
+    ``speculative_refcount``, ...) or a single name. ``reached`` says when the code gets there,
+    as preconditions a test can check ("a huge folio is split: the range must be allocated and
+    huge"); a fault that never fired is explained with it. Re-declaring the same name with the
+    same kinds returns the same point (module reloads); with other kinds it is an error."""
     import sys
 
     frame = sys._getframe(1)
@@ -120,7 +124,7 @@ def declare(name: str, kinds: str | Iterable[str], doc: str) -> FaultPoint:
         if existing.kinds != ks:
             raise FaultError(f"fault point {name!r} declared twice with different kinds")
         return existing
-    point = FaultPoint(name, ks, " ".join(doc.split()), module)
+    point = FaultPoint(name, ks, " ".join(doc.split()), module, " ".join(reached.split()))
     _REGISTRY[name] = point
     return point
 
@@ -146,7 +150,7 @@ def load_providers() -> None:
 def catalog() -> list[PointInfo]:
     """Every declared point, in name order (providers' modules are imported first)."""
     load_providers()
-    return [PointInfo(p.name, p.kinds, p.doc, p.module) for _, p in sorted(_REGISTRY.items())]
+    return [PointInfo(p.name, p.kinds, p.doc, p.module, p.reached) for _, p in sorted(_REGISTRY.items())]
 
 
 def get_point(name: str, source: str | None = None) -> FaultPoint:

@@ -30,6 +30,7 @@ REVISION = ("--gmem-revision", "GMEM_REVISION", "gmem_revision")
 FAULTS = ("--gmem-fault", "GMEM_FAULTS", "gmem_faults")
 SEED = ("--gmem-seed", "GMEM_SEED", "gmem_seed")
 REPORT = ("--gmem-report", "GMEM_REPORT", "gmem_report")
+STRICT = ("--gmem-strict-faults", "GMEM_STRICT_FAULTS", "gmem_strict_faults")
 
 #: The revisions, from their one registry (:mod:`pytest_gmem.revisions`).
 FALLBACK_REVISIONS = revision_names()
@@ -52,6 +53,12 @@ FULL_TRACE_HELP = (
     "Keep the frames of pytest_gmem and faults in failure tracebacks. Default: off (a failure "
     "with an error the library raises on purpose, such as GmemError or KernelBug, stops at the "
     "test's own line; an unexpected exception inside the library always shows every frame)."
+)
+STRICT_HELP = (
+    "Fail a test in which a fault armed by its markers or the faults fixture never fired (the "
+    "failure says why: the point's preconditions, nth, filter). Faults armed for the whole run "
+    "(--gmem-fault, GMEM_FAULTS) are exempt. Env GMEM_STRICT_FAULTS, ini gmem_strict_faults "
+    "(1/true/yes/on). Default: off (never-fired faults are listed with -v and in the JSON report)."
 )
 POINTS_HELP = "Print the fault-point catalog (name, kinds, description) and exit."
 REPORT_HELP = (
@@ -86,6 +93,8 @@ class Settings:
     seed_source: str = "default"
     report: str | None = None
     report_source: str = "default"
+    strict_faults: bool = False
+    strict_source: str = "default"
 
 
 def _pick(cli: Any, env: str | None, ini: Any, names: tuple[str, str, str]) -> tuple[Any, str]:
@@ -97,6 +106,20 @@ def _pick(cli: Any, env: str | None, ini: Any, names: tuple[str, str, str]) -> t
     if ini not in (None, "", [], ()):
         return ini, f"ini {names[2]}"
     return None, "default"
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_bool(value: object, source: str) -> bool:
+    """A switch from the environment or an ini file: 1/true/yes/on or 0/false/no/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"invalid value {value!r} from {source}: expected one of {', '.join(_TRUE + _FALSE)}")
 
 
 def parse_seed(value: object, source: str) -> int:
@@ -137,17 +160,23 @@ def resolve(
     *,
     known_revisions: Callable[[], Sequence[str]],
     random_seed: Callable[[], int],
+    fallback_seed: tuple[int, str] | None = None,
 ) -> Settings:
     """Resolve the settings. ``cli`` and ``ini`` are keyed by the ini key names
     (``gmem_revision``...). ``known_revisions`` is only called when a revision is given,
-    so a default run does not import the model."""
+    so a default run does not import the model. ``fallback_seed`` (a seed and its source, such
+    as pytest-randomly's) is the session seed when none is given, before a random one."""
     rev, rev_src = _pick(cli.get("gmem_revision"), env.get(REVISION[1]), ini.get("gmem_revision"), REVISION)
     revision = DEFAULT_REVISION if rev is None else check_revision(rev, f"{rev_src}", known_revisions())
     flt, flt_src = _pick(cli.get("gmem_faults"), env.get(FAULTS[1]), ini.get("gmem_faults"), FAULTS)
     fault_texts = tuple(split_faults(flt, flt_src)) if flt is not None else ()
     sd, sd_src = _pick(cli.get("gmem_seed"), env.get(SEED[1]), ini.get("gmem_seed"), SEED)
+    if sd is None and fallback_seed is not None:
+        sd, sd_src = fallback_seed
     seed = random_seed() if sd is None else parse_seed(sd, sd_src)
     rp, rp_src = _pick(cli.get("gmem_report"), env.get(REPORT[1]), ini.get("gmem_report"), REPORT)
+    st, st_src = _pick(cli.get("gmem_strict_faults") or None, env.get(STRICT[1]), ini.get("gmem_strict_faults"),
+                       STRICT)
     return Settings(
         revision=revision,
         revision_source=rev_src,
@@ -156,6 +185,8 @@ def resolve(
         seed_source="random" if sd is None else sd_src,
         report=None if rp is None else str(rp),
         report_source=rp_src,
+        strict_faults=False if st is None else parse_bool(st, st_src),
+        strict_source=st_src,
     )
 
 

@@ -41,6 +41,7 @@ from .report import (
     interesting,
     problems_text,
     section_text,
+    strict_failure,
 )
 from .testrun import FaultsFixture, GmemFactory, Problem, TestRun, root_leak_text
 
@@ -78,6 +79,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "auto (default): with pytest-cov's --cov-context=test or --gmem-error-paths; on: whenever coverage "
         "is measuring; off: never.",
     )
+    group.addoption("--gmem-strict-faults", dest="gmem_strict_faults", action="store_true", default=False,
+                    help=cfg.STRICT_HELP)
     group.addoption("--gmem-full-trace", dest="gmem_full_trace", action="store_true", default=False,
                     help=cfg.FULL_TRACE_HELP)
     from .sweep import COMPARE_HELP, SWEEP_DEPTH_HELP
@@ -89,12 +92,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("gmem_faults", cfg.FAULT_HELP, type="linelist", default=[])
     parser.addini("gmem_seed", cfg.SEED_HELP, default="")
     parser.addini("gmem_report", cfg.REPORT_HELP, default="")
+    parser.addini("gmem_strict_faults", cfg.STRICT_HELP, default="")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's, whose seed may become the session seed
 def pytest_configure(config: pytest.Config) -> None:
     for help_line in cfg.MARKER_HELP.values():
         config.addinivalue_line("markers", help_line)
-    names = ("gmem_revision", "gmem_faults", "gmem_seed", "gmem_report")
+    names = ("gmem_revision", "gmem_faults", "gmem_seed", "gmem_report", "gmem_strict_faults")
     cli = {n: config.getoption(n) for n in names}
     ini = {n: config.getini(n) for n in names}
     workerinput: Mapping[str, Any] | None = getattr(config, "workerinput", None)
@@ -107,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
             ini,
             known_revisions=_known_revisions,
             random_seed=lambda: random.randrange(1 << 32),
+            fallback_seed=_randomly_seed(config),
         )
         session_faults = [cfg.ArmRequest(source=f"{f.source}", spec=f.text) for f in settings.faults]
         cfg.validate(session_faults)
@@ -122,8 +128,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("faker"):
         config.pluginmanager.register(FakerSeed(), "gmem-faker")
     config.pluginmanager.register(Sweeps(config), "gmem-sweeps")
-    if not config.getoption("gmem_full_trace"):
-        config.pluginmanager.register(TraceHider(), "gmem-trace")
+    config.pluginmanager.register(TraceHider(not config.getoption("gmem_full_trace")), "gmem-trace")
     paths = config.getoption("gmem_error_paths")
     if paths and not paths.endswith(".json"):
         raise pytest.UsageError(f"gmem: --gmem-error-paths={paths}: the report path must end in .json "
@@ -138,6 +143,17 @@ def pytest_configure(config: pytest.Config) -> None:
         cov_context == "auto" and getattr(config.option, "cov_context", None) == "test"
     ):
         config.pluginmanager.register(CoverageHooks(config, paths), "gmem-coverage")
+
+
+def _randomly_seed(config: pytest.Config) -> tuple[int, str] | None:
+    """pytest-randomly's seed (an int once its pytest_configure ran), when it is active: one
+    seed then reproduces the test order and the faults."""
+    if not config.pluginmanager.hasplugin("randomly"):
+        return None
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return seed, "pytest-randomly's --randomly-seed"
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -157,6 +173,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS]
     lines = [f"gmem: --gmem-seed={settings.seed}"]
+    if settings.seed_source.startswith("pytest-randomly"):
+        lines[0] += f" (from {settings.seed_source})"
     if settings.revision_source != "default" or settings.faults:
         extra = [f"revision={settings.revision} (from {settings.revision_source})"]
         extra += [f"fault {f.text!r} (from {f.source})" for f in settings.faults]
@@ -266,6 +284,9 @@ def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
     texts = [root_leak_text(run.nodeid, leaked)] if leaked else []
     if problems:
         texts.append(_problems_text(run, problems, record["reproduce"]))
+    strict = strict_failure(run) if sweep is None and item.config.stash[SETTINGS].strict_faults else None
+    if strict and not body_failed:  # a failed body shows the diagnosis in its gmem faults section
+        texts.append(strict)
     if texts:
         if body_failed:
             item.add_report_section("call", "gmem check", "\n\n".join(texts))

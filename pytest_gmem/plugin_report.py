@@ -48,7 +48,9 @@ class Collector:
             terminalreporter.write_sep("=", "gmem fault summary")
             for line in self.summary.table_lines():
                 terminalreporter.write_line(line)
-            unfired = self.summary.unfired_lines()
+            # listed with -v only: in a passing run they read like warnings, and each failing
+            # test's own report section already says which of its faults never fired, and why
+            unfired = self.summary.unfired_lines() if self.config.get_verbosity() > 0 else []
             if unfired:
                 terminalreporter.write_line(f"armed but never fired ({len(unfired)}):")
                 for line in unfired:

@@ -60,18 +60,20 @@ def mark_library_frames(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
 
 
 class TraceHider:
-    """Registered unless ``--gmem-full-trace``: marks the library's frames in each failing
-    phase's traceback as hidden before pytest renders it."""
+    """Marks the library's frames in each failing phase's traceback as hidden before pytest
+    renders it, unless ``enabled`` is false (``--gmem-full-trace``). Sessions nest (pytester):
+    each pushes its own setting for as long as it is configured."""
 
-    def __init__(self) -> None:
-        _ENABLED.append(True)
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        _ENABLED.append(enabled)
 
     def pytest_unconfigure(self) -> None:
         _ENABLED.pop()
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-        if call.excinfo is not None:
+        if self.enabled and call.excinfo is not None:
             mark_library_frames(call.excinfo)
             for chained in _chain(call.excinfo.value):
                 mark_library_frames(pytest.ExceptionInfo.from_exception(chained))

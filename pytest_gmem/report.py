@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -74,6 +75,7 @@ def build_record(run: TestRun, session_seed: int, revision: str | None, fault_te
         "armed": armed,
         "fired": fired,
         "unfired": [run.texts.get(id(a), a.describe()) for a in sc.unfired()],
+        "unfired_why": [faults.why_unfired(a, sc) for a in sc.unfired()],
         "reached": dict(sorted(sc.census.items())),
         "problems": [{"kind": p.kind, "text": p.text} for p in run.problems],
         "reproduce": reproduce_command(run.nodeid, session_seed, revision, fault_texts),
@@ -102,11 +104,33 @@ def section_text(record: Mapping[str, Any]) -> str:
     else:
         lines.append("fired: nothing")
     if record["unfired"]:
-        lines.append("never fired (a wrong point, nth or filter?):")
-        lines += [f"  {u}" for u in record["unfired"]]
+        lines.append("never fired:")
+        for text, why in zip(record["unfired"], record.get("unfired_why") or [[]] * len(record["unfired"]),
+                             strict=True):
+            lines.append(f"  {text}")
+            lines += [_wrap(w, "    ") for w in why]
     if record["reached"]:
         lines.append("points reached: " + ", ".join(f"{p} x{n}" for p, n in record["reached"].items()))
     lines.append(f"reproduce: {record['reproduce']}")
+    return "\n".join(lines)
+
+
+def _wrap(text: str, indent: str, width: int = 100) -> str:
+    return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def strict_failure(run: TestRun) -> str | None:
+    """``--gmem-strict-faults``: the failure text when faults armed by the test (its markers,
+    the faults fixture) never fired; faults armed for the whole run are exempt."""
+    unfired = [a for a in run.scope.unfired() if not (a.source or "").startswith(SESSION_SOURCES)]
+    if not unfired:
+        return None
+    lines = [f"gmem: {len(unfired)} fault(s) armed by {run.nodeid} never fired (--gmem-strict-faults):"]
+    for a in unfired:
+        where = f"  [{a.source}]" if a.source else ""
+        lines.append(f"  {run.texts.get(id(a), a.describe())}{where}")
+        lines += [_wrap(w, "    ") for w in faults.why_unfired(a, run.scope)]
     return "\n".join(lines)
 
 
@@ -279,4 +303,6 @@ def format_catalog(points: Iterable[Any]) -> str:
         lines.append(f"{p.name}  [{', '.join(sorted(p.kinds))}]")
         if p.doc:
             lines.append(f"    {p.doc}")
+        if getattr(p, "reached", ""):
+            lines.append(f"    Reached: {p.reached}")
     return "\n".join(lines) if lines else "no fault points declared"

@@ -21,6 +21,9 @@ P_ALLOC_4K = faults.declare(
     "filemap_alloc_folio", {"ENOMEM"},
     """filemap_alloc_folio(gfp, 0) in kvm_gmem_get_folio() for the default (4K) allocator, or
     mem_cgroup_charge() after it: the page allocator has no page for the file.""",
+    reached="a file with 4K pages (page_size 4K, the default allocator) allocates a page: the first guest "
+    "or host access to an unallocated page, fallocate, or a conversion that needs the page. Files "
+    "with 2M or 1G pages never reach it.",
 )
 
 

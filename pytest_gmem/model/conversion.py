@@ -28,12 +28,18 @@ P_COMPUTE_WORK = faults.declare(
     """kzalloc of a struct conversion_work in add_to_work_list(), one per sub-range whose
     shareability differs from the target; nothing has changed yet when it fails (rfc-v2
     swallows the failure and converts the sub-ranges computed before it).""",
+    reached="a conversion (rfc-v2, fixed, prealloc) finds a sub-range whose shareability differs from the "
+    "target: converting a range that is already shared to shared, or private to private, does not "
+    "reach it; upstream builds no work list and never reaches it.",
 )
 P_SAFE_REFCOUNT = faults.declare(
     "kvm_gmem_has_safe_refcount", {"speculative_refcount", "extra_refcount"},
     """The refcount check of a to-private conversion (and of merge-truncate): a folio holding
     more than its filemap references (+1 for the lookup) makes it fail with EAGAIN, with
     error_offset at that folio.""",
+    reached="a to-private conversion (or the merge of a punch hole) checks the refcounts of the allocated "
+    "folios in its range: the range must hold allocated folios (something was written or "
+    "fallocated there) and be converted to private.",
 )
 
 #: what userspace reads back in error_offset when the kernel never set error_index (rfc-v2)

@@ -24,16 +24,25 @@ P_STASH = faults.declare(
     """guestmem_hugetlb_stash_metadata() in guestmem_hugetlb_split_folio(): kzalloc of the stash
     item or its xa_store into guestmem_hugetlb_stash. After a merge freed the stash, a rollback
     split can fail here (Yan Zhao's review of 38/51).""",
+    reached="an allocated 2M/1G folio is split: part of it becomes shared (a conversion to shared, or a "
+    "huge page allocated in a shared range, which is split at once) or is punched out. A range "
+    "where nothing was allocated yet (no write, no fallocate) has no folio to split.",
 )
 P_VMEMMAP_RESTORE = faults.declare(
     "hugetlb_vmemmap_restore_folio", {"ENOMEM"},
     """hugetlb_vmemmap_restore_folio() in guestmem_hugetlb_split_folio(): undoing HVO needs
     memory for the struct pages; on failure the metadata is unstashed and -ENOMEM returned.""",
+    reached="as for guestmem_hugetlb_stash_metadata, when the folio's vmemmap is optimized (HVO): a folio "
+    "merged after an earlier split whose hugetlb_vmemmap_optimize_folio failed kept its vmemmap "
+    "and has none to restore.",
 )
 P_VMEMMAP_OPTIMIZE = faults.declare(
     "hugetlb_vmemmap_optimize_folio", {"ENOMEM"},
     """hugetlb_vmemmap_optimize_folio() in guestmem_hugetlb_merge_folio(): re-enabling HVO fails
     silently; the folio keeps its vmemmap (so the next split needs no memory for it).""",
+    reached="a split huge folio is merged again: the last shared part of a huge page is converted back to "
+    "private (or the whole page becomes private again after a punch hole), after an earlier "
+    "split.",
 )
 
 

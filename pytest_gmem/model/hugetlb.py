@@ -17,6 +17,8 @@ P_NEW_SUBPOOL = faults.declare(
     "hugepage_new_subpool", {"ENOMEM"},
     """hugepage_new_subpool() at guest_memfd creation: kzalloc of the subpool, or
     hugetlb_acct_memory() finding fewer free unreserved huge pages than the file needs.""",
+    reached="a guest_memfd file with 2M or 1G pages is created (its subpool reserves the file's huge "
+    "pages).",
 )
 P_SUBPOOL_GET = faults.declare(
     "hugepage_subpool_get_pages", {"ENOMEM"},
@@ -24,11 +26,17 @@ P_SUBPOOL_GET = faults.declare(
     maximum because two threads allocate in the same huge page at once (RFC v2 cover-letter
     TODO #3, the January 2026 race on the work branch). Not reached under upstream, whose work
     branch serialises them with hugetlb_fault_mutex_lock.""",
+    reached="a huge page is allocated for a file with 2M/1G pages under a revision without "
+    "hugetlb_fault_mutex serialisation (rfc-v2, fixed, prealloc): the first access, fallocate or "
+    "conversion of an unallocated huge page. upstream serialises allocations and never reaches "
+    "it.",
 )
 P_ALLOC_HUGETLB = faults.declare(
     "alloc_hugetlb_folio", {"ENOMEM"},
     """hugetlb_alloc_folio() finds no free huge page in the pool (the pages are put back to the
     subpool and -ENOMEM is returned).""",
+    reached="a huge page is allocated for a file with 2M/1G pages: the first guest or host access, "
+    "fallocate or conversion of an unallocated huge page.",
 )
 
 

@@ -29,12 +29,16 @@ P_FILEMAP_ADD = faults.declare(
     """__filemap_add_folio() (xarray node allocation) when guest_memfd adds a folio: the new huge
     folio at allocation, each 4K piece after a split, the merged folio after a merge, and the
     re-adds of every undo path (WARN when those fail).""",
+    reached="a folio is added to the filemap: a new huge folio at allocation (2M/1G pages), each 4K piece "
+    "after a split, the merged folio after a merge, and the re-adds of undo paths.",
 )
 P_REMOVE = faults.declare(
     "filemap_remove_folio_for_restructuring", {"speculative_refcount", "extra_refcount"},
     """folio_ref_freeze(folio, nr_pages) before removing a folio for split/merge: speculative
     references (GUP-fast, memory-failure, page walkers) make it fail; rfc-v2 spins forever on
     them (WARN_ONCE), fixed gives up with EAGAIN after a bounded number of spins.""",
+    reached="a folio is removed from the filemap to be split or merged: a conversion or punch hole that "
+    "splits or merges an allocated huge folio.",
 )
 
 

@@ -19,6 +19,8 @@ P_STORE = faults.declare(
     for the new range fails. In the rollback phase this only WARNs (rfc-v2, fixed). The prealloc
     revision allocates them up front (kvm_gmem_mas_preallocate, phase "prepare"), before
     anything changed.""",
+    reached="a conversion stores a new shareability for a range that differs from the target (and, in the "
+    "rollback phase, restores the old one after a later failure).",
 )
 class Shareability:
     """Ranges of SHARED / PRIVATE over the whole file."""

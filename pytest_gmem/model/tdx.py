@@ -64,6 +64,9 @@ P_PAGE_REMOVE = faults.declare(
     every vCPU out (tdh_do_no_vcpus); any other error, or BUSY after the retries, is a KVM or
     TDX-module bug: KVM_BUG_ON (the VM dies), and with tdx_fatal_policy="leak" the folio is
     held forever (tdx_hold_page_on_error) so it is never reused.""",
+    reached="a private page mapped in a TDX VM's S-EPT is removed: a to-shared conversion, punch hole or "
+    "release of a range the TDX guest has mapped private (vm_type='tdx', the guest accessed the "
+    "page).",
 )
 P_SPLIT_ALLOC = faults.declare(
     "tdp_mmu_alloc_sp_for_split", {"ENOMEM"},
@@ -72,12 +75,16 @@ P_SPLIT_ALLOC = faults.declare(
     TDX huge page series: "may fail due to memory allocation for splitting ... fail the
     ioctl"). A to-shared conversion fails with ENOMEM before anything was removed; so does a
     punch hole ("bail out if kvm_gmem_split_private() returns error").""",
+    reached="a huge private S-EPT leaf of a TDX VM straddles the edge of a conversion or punch-hole "
+    "range: the TDX guest mapped a 2M/1G private page and the range covers only part of it.",
 )
 P_PAGE_DEMOTE = faults.declare(
     "tdh_mem_page_demote", {"tdx_error"},
     """TDH.MEM.PAGE.DEMOTE: splitting a 2M/1G S-EPT leaf into 4K entries before a conversion (or
     punch hole) that covers only part of it. BUSY is retried like the removal; a fatal error
     bugs the VM before anything was removed (nothing to leak).""",
+    reached="as for tdp_mmu_alloc_sp_for_split, once the page table page is allocated: a huge private "
+    "S-EPT leaf of a TDX VM is split.",
 )
 
 P_RANGE_BLOCK = faults.declare(
@@ -85,12 +92,16 @@ P_RANGE_BLOCK = faults.declare(
     """TDH.MEM.RANGE.BLOCK, the first step of tdx_sept_remove_private_spte(): blocking the S-EPT
     entry so no new TLB entry can be made. BUSY is retried as for the removal; any other error
     is TDX_BUG_ON -> KVM_BUG_ON: the entry stays in the S-EPT (with "leak", the folio is held).""",
+    reached="as for tdh_mem_page_remove: the first SEAMCALL of removing a private S-EPT entry of a TDX "
+    "VM.",
 )
 P_TRACK = faults.declare(
     "tdh_mem_track", {"tdx_error"},
     """TDH.MEM.TRACK in tdx_track(), between the block and the removal: bumping the TD's TLB
     epoch. BUSY is retried; any other error is TDX_BUG_ON (the VM is bugged) and the removal
     that follows cannot succeed (TLB tracking not done): the entry stays in the S-EPT.""",
+    reached="as for tdh_mem_page_remove: between the block and the removal of a private S-EPT entry of a "
+    "TDX VM.",
 )
 P_WBINVD = faults.declare(
     "tdh_phymem_page_wbinvd_hkid", {"tdx_error"},
@@ -98,6 +109,7 @@ P_WBINVD = faults.declare(
     page's cache lines under the TD's key. Not retried; an error is TDX_BUG_ON: the entry is
     out of the S-EPT but the page is neither flushed nor reset (tdx_quirk_reset_page and
     tdx_pamt_put are skipped), so its old contents stay; with "leak" the folio is held.""",
+    reached="as for tdh_mem_page_remove, after a successful TDH.MEM.PAGE.REMOVE.",
 )
 
 #: the SEAMCALLs of one S-EPT entry's removal, in the kernel's order

@@ -36,7 +36,7 @@ def test_list_json() -> None:
     code, out = run("list", "t_faults_cli_r*", "--json")
     assert code == 0
     assert json.loads(out) == [{"name": "t_faults_cli_refs", "kinds": ["speculative_refcount"],
-                                "module": __name__, "doc": "looks at refcounts"}]
+                                "module": __name__, "doc": "looks at refcounts", "reached": ""}]
 
 
 def test_list_without_glob_lists_the_whole_catalog() -> None:
