@@ -70,6 +70,22 @@ def outcomes_shown(rs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Outcome]
     return [*OUTCOME_STYLES, *(outcome_style(k) for k in extra)]
 
 
+#: The columns the table always shows; the other outcomes only when a row counted one.
+ALWAYS_SHOWN = ("clean", "success", "warn", "invariant", "kernel-bug")
+
+
+def columns_shown(rs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Outcome]:
+    """The table's outcome columns (terminal and pictures alike): those of :data:`ALWAYS_SHOWN`
+    and every other outcome some row counted (the legend lists them all)."""
+    return [o for o in outcomes_shown(rs) if o.key in ALWAYS_SHOWN or any(r["outcomes"].get(o.key) for _, r in rs)]
+
+
+def row_label(rec: Mapping[str, Any]) -> str:
+    """A scenario's row in the table: ``"rfc-v2"`` or ``"rfc-v2 depth 2"``."""
+    depth = int(rec.get("depth") or 1)
+    return f"{rec.get('revision')}" + (f" depth {depth}" if depth != 1 else "")
+
+
 def empty_note(row: Mapping[str, Any]) -> str:
     """Why a row has no scenario, shown in its place ("" when it has some): at depth 2 a
     revision without a rollback phase (``Revision.has_rollback``) has no second fault to inject."""
@@ -117,8 +133,7 @@ def table_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     rs = rows(records)
     if not rs:
         return ["no sweep scenario ran"]
-    cols = [(k, h) for k, h in COLUMNS if k in ("clean", "success", "warn", "invariant", "kernel-bug")
-            or any(r["outcomes"].get(k) for _, r in rs)]
+    cols = [(o.key, o.heading) for o in columns_shown(rs)]
     width = max(len("revision"), *(len(label) for label, _ in rs))
     head = f"{'revision':<{width}}  {'scenarios':>9}" + "".join(f"  {h:>9}" for _, h in cols)
     lines = [head, "-" * len(head)]
@@ -130,11 +145,11 @@ def table_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def example_records(records: Sequence[Mapping[str, Any]], per_cell: int = 1) -> list[Mapping[str, Any]]:
-    """The first ``per_cell`` scenarios of each (revision, depth, bad outcome), in the table's
-    order (rows, then columns)."""
+    """The first ``per_cell`` scenarios (by node id) of each (revision, depth, bad outcome), in
+    the table's order (rows, then columns)."""
     seen: dict[tuple[str, int, str], int] = {}
     out = []
-    for rec in records:
+    for rec in sorted(records, key=lambda rec: str(rec.get("nodeid"))):  # the same under -n
         outcome = str(rec.get("outcome"))
         if outcome in ("clean", "success", "skipped"):
             continue

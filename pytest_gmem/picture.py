@@ -15,14 +15,23 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .compare import Outcome, empty_note, example_records, outcome_style, outcomes_shown, rows
+from .compare import (
+    Outcome,
+    columns_shown,
+    empty_note,
+    example_records,
+    outcome_style,
+    outcomes_shown,
+    row_label,
+    rows,
+)
 
 TITLE = "guest_memfd conversion under injected faults"
-SUBTITLE = ("fault scenarios per kernel revision, by outcome (pytest-gmem fault sweep: one injected "
-            "fault per scenario; at depth 2 a second one in the rollback of the first)")
+SUBTITLE = ("fault-sweep scenarios per kernel revision, by outcome: one injected fault each "
+            "(depth 2: a second one in the rollback of the first)")
 TICKS = (0, 25, 50, 75, 100)
 #: Average advance of a character, in em, for wrapping (DejaVu Sans is wide; Mono is 0.602).
-SANS_EM, MONO_EM = 0.6, 0.61
+SANS_EM, MONO_EM = 0.56, 0.61
 e = html.escape
 
 
@@ -112,8 +121,8 @@ def svg(records: Sequence[Mapping[str, Any]], title: str = TITLE, with_examples:
     """The picture: heading, the table of counts with a bar per row, the legend, and (unless
     ``with_examples`` is false) one example scenario per revision and bad outcome."""
     rs = rows(records)
-    outs = outcomes_shown(rs)
-    label_w, scen_w, cell_w, gap, bar_w, row_h = 150, 84, 90, 18, 400, 30
+    outs, every = columns_shown(rs), outcomes_shown(rs)
+    label_w, scen_w, cell_w, gap, bar_w, row_h = 140, 84, 90, 18, 380, 30
     counts_x = label_w + scen_w
     bar_x = counts_x + cell_w * len(outs) + gap
     width = bar_x + bar_w + 24
@@ -155,7 +164,7 @@ def svg(records: Sequence[Mapping[str, Any]], title: str = TITLE, with_examples:
         body.extend(bar(label, r, outs, bar_x, y0 + 6, bar_w, row_h - 12))
     y = top + row_h * len(rs) + 16
     body.extend(axis(bar_x, y, bar_w))
-    y, legend = _svg_legend(outs, y + 20, width)
+    y, legend = _svg_legend(every, y + 20, width)
     body.extend(legend)
     if with_examples:
         y, ex = _svg_examples(records, y + 10, width)
@@ -165,7 +174,7 @@ def svg(records: Sequence[Mapping[str, Any]], title: str = TITLE, with_examples:
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="13">',
         f"<title>{e(title)}</title>",
-        defs(outs),
+        defs(every),
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
     ]
     return "\n".join([*head, *body, "</svg>"]) + "\n"
@@ -182,7 +191,7 @@ def _svg_legend(outs: Sequence[Outcome], y: int, width: int) -> tuple[int, list[
             x = 12 + col_w * c
             parts.append(swatch(o, x, y + 4))
             parts.append(f'<text x="{x + 22}" y="{y + 16}" font-weight="bold">{e(o.heading)}</text>')
-            lines = wrap(o.meaning, col_w - 120, 12)
+            lines = wrap(o.meaning, col_w - 116, 12)
             parts.append(f'<text x="{x + 104}" y="{y + 16}" font-size="12">{tspans(lines, x + 104, 15)}</text>')
             line_ys.append(y + 15 * len(lines))
         y = max(line_ys) + 8
@@ -201,7 +210,7 @@ def _svg_examples(records: Sequence[Mapping[str, Any]], y: int, width: int) -> t
         o = outcome_style(str(rec.get("outcome")))
         y += 18
         parts.append(swatch(o, 12, y - 11, 12, 12))
-        parts.append(f'<text x="30" y="{y}" font-weight="bold">{e(str(rec.get("revision")))} {e(o.heading)}</text>')
+        parts.append(f'<text x="30" y="{y}" font-weight="bold">{e(row_label(rec))} {e(o.heading)}</text>')
         for text, font, size, em in ((str(rec.get("nodeid", "")), "DejaVu Sans Mono, monospace", 11, MONO_EM),
                                      (str(rec.get("detail", "")), "DejaVu Sans, Arial, sans-serif", 12, SANS_EM)):
             if not text:
@@ -228,11 +237,12 @@ td.zero{color:#999} td.bad{font-weight:bold}
 td.note{text-align:left;font-style:italic;color:#333;white-space:normal}
 td.bar,th.bar{text-align:left;padding-left:14px} td.bar svg{display:block}
 tfoot td{border-top:1px solid #999}
-.legend{display:grid;grid-template-columns:repeat(auto-fill,minmax(30em,1fr));gap:.35em 2em;margin:0;padding:0}
+.legend{font-size:14px;display:grid;grid-template-columns:repeat(auto-fill,minmax(34em,1fr));gap:.35em 2em}
+.legend{margin:0;padding:0}
 .legend div{display:grid;grid-template-columns:8.5em 1fr;gap:.5em;align-items:baseline}
 .legend dt{font-weight:bold;display:flex;gap:.4em;align-items:center}
 .legend dd{margin:0;overflow-wrap:anywhere}
-ul.examples{padding-left:1.2em} ul.examples li{margin:.5em 0;overflow-wrap:anywhere}
+ul.examples{padding-left:1.2em;font-size:14px} ul.examples li{margin:.5em 0;overflow-wrap:anywhere}
 ul.examples code{font-size:12.5px;overflow-wrap:anywhere;word-break:break-word}
 ul.examples .detail{display:block;white-space:pre-wrap;overflow-wrap:anywhere}
 """
@@ -246,8 +256,8 @@ def html_page(records: Sequence[Mapping[str, Any]], command: str = "") -> str:
     """The page: one table (counts and a bar per row, a row without scenarios explained), the
     legend, and one example scenario per revision and bad outcome, wrapped by CSS."""
     rs = rows(records)
-    outs = outcomes_shown(rs)
-    bar_w, bar_h = 400, 20
+    outs, every = columns_shown(rs), outcomes_shown(rs)
+    bar_w, bar_h = 380, 20
     heads = "".join(f'<th title="{e(o.meaning)}">{e(o.heading)}{_html_swatch(o, 60, 7)}</th>' for o in outs)
     scale = (f'<svg width="{bar_w}" height="14" aria-hidden="true">{"".join(axis(0, 11, bar_w))}</svg>')
     body = []
@@ -264,9 +274,9 @@ def html_page(records: Sequence[Mapping[str, Any]], command: str = "") -> str:
         seg = "".join(bar(label, r, outs, 0, 4, bar_w, bar_h))
         cells += f'<td class="bar"><svg width="{bar_w}" height="{bar_h + 8}">{seg}</svg></td>'
         body.append(f"<tr>{cells}</tr>")
-    legend = "".join(f"<div><dt>{_html_swatch(o)}{e(o.heading)}</dt><dd>{e(o.meaning)}</dd></div>" for o in outs)
+    legend = "".join(f"<div><dt>{_html_swatch(o)}{e(o.heading)}</dt><dd>{e(o.meaning)}</dd></div>" for o in every)
     ex = "".join(
-        f"<li><b>{e(str(rec.get('revision')))} {e(outcome_style(str(rec.get('outcome'))).heading)}</b> "
+        f"<li><b>{e(row_label(rec))} {e(outcome_style(str(rec.get('outcome'))).heading)}</b> "
         f"<code>{e(str(rec.get('nodeid', '')))}</code>"
         f'<span class="detail">{e(str(rec.get("detail", "")))}</span></li>'
         for rec in example_records(records)
@@ -277,7 +287,7 @@ def html_page(records: Sequence[Mapping[str, Any]], command: str = "") -> str:
 <html lang="en"><head><meta charset="utf-8"><title>pytest-gmem fault sweep: design comparison</title>
 <style>{_CSS}</style>
 </head><body>
-<svg width="0" height="0" style="position:absolute" aria-hidden="true">{defs(outs)}</svg>
+<svg width="0" height="0" style="position:absolute" aria-hidden="true">{defs(every)}</svg>
 <h1>{e(TITLE)}</h1>
 <p class="sub">{e(SUBTITLE)}</p>
 {cmd}
