@@ -91,7 +91,8 @@ def bar(label: str, row: Mapping[str, Any], outcomes: Sequence[Outcome], x: floa
         parts.append(f'<rect x="{bx:.1f}" y="{y}" width="{w:.1f}" height="{height}" fill="{fill(o)}" '
                      f'stroke="#fff" stroke-width="1"><title>{e(tip)}</title></rect>')
         if w >= 9 * len(pct) + 6:
-            parts.append(f'<text x="{bx + w / 2:.1f}" y="{y + height / 2 + 4:.1f}" text-anchor="middle" '
+            parts.append(f'<text class="pct" x="{bx + w / 2:.1f}" y="{y + height / 2 + 4:.1f}" '
+                         'text-anchor="middle" '
                          'font-size="11" font-weight="bold" fill="#000" stroke="#fff" stroke-width="3" '
                          f'stroke-linejoin="round" paint-order="stroke" pointer-events="none">{pct}</text>')
         bx += w
