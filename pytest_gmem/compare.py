@@ -34,21 +34,21 @@ class Outcome:
 
 #: The outcomes in column order: one record each, read by the table, the legend and the bars.
 OUTCOME_STYLES: tuple[Outcome, ...] = (
-    Outcome("clean", "clean", "the injected error reached the caller and the state was restored",
+    Outcome("clean", "clean", "the injected error reached the caller, the state restored",
             "#009E73"),
-    Outcome("success", "success", "the kernel worked around the fault: the call succeeded, state consistent",
+    Outcome("success", "success", "the kernel recovered: the call succeeded, state consistent",
             "#56B4E9"),
     Outcome("warn", "WARN", "a WARN fired: the kernel knew it could not undo its work",
             "#F0E442", "stripes", bad=True),
     Outcome("invariant", "invariant", "silent corruption: a guest_memfd invariant broke, no WARN",
             "#E69F00", "dots", bad=True),
-    Outcome("kernel-bug", "KernelBug", "the kernel would hang or BUG (e.g. a rollback loop that never ends)",
+    Outcome("kernel-bug", "KernelBug", "the kernel would hang or BUG (e.g. an endless rollback loop)",
             "#D55E00", "cross", bad=True),
-    Outcome("not-fired", "not fired", "the fault point was never reached: the scenario tested nothing",
+    Outcome("not-fired", "not fired", "the fault point was never reached: nothing was tested",
             "#999999", "bars", bad=True),
-    Outcome("failed", "failed", "the test's own check failed: a wrong result (e.g. success, nothing converted)",
+    Outcome("failed", "failed", "the test's own check failed: the kernel gave a wrong result",
             "#CC79A7", "lines", bad=True),
-    Outcome("skipped", "skipped", "the test skipped itself under this fault: says nothing either way",
+    Outcome("skipped", "skipped", "the test skipped itself: says nothing either way",
             "#DDDDDD"),
 )
 _BY_KEY = {o.key: o for o in OUTCOME_STYLES}
