@@ -7,30 +7,99 @@ Pytest-free: everything is built from the sweep records (dicts of builtins, see
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .revisions import EXPECTATIONS, REVISIONS, revision_names
 from .sweep import OUTCOMES, tally
 
-#: Column order and headings of the comparison (the outcomes of ``sweep.OUTCOMES``).
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("clean", "clean"),
-    ("success", "success"),
-    ("warn", "WARN"),
-    ("invariant", "invariant"),
-    ("kernel-bug", "KernelBug"),
-    ("not-fired", "not fired"),
-    ("failed", "failed"),
-    ("skipped", "skipped"),
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the comparison shows one sweep outcome (a key of ``sweep.OUTCOMES``): its column
+    heading, what it means for the kernel, in the legend's words, and its fill in the pictures
+    (an Okabe-Ito colour, plus a hatch for the bad outcomes so that greyscale still tells them
+    apart)."""
+
+    key: str
+    heading: str
+    meaning: str
+    colour: str
+    #: "" (solid) or a hatch: "stripes", "dots", "cross", "lines", "bars"
+    hatch: str = ""
+    #: whether a count of it is a finding (printed bold)
+    bad: bool = False
+
+
+#: The outcomes in column order: one record each, read by the table, the legend and the bars.
+OUTCOME_STYLES: tuple[Outcome, ...] = (
+    Outcome("clean", "clean", "the injected error reached the caller, the state restored",
+            "#009E73"),
+    Outcome("success", "success", "the kernel recovered: the call succeeded, state consistent",
+            "#56B4E9"),
+    Outcome("warn", "WARN", "a WARN fired: the kernel knew it could not undo its work",
+            "#F0E442", "stripes", bad=True),
+    Outcome("invariant", "invariant", "silent corruption: a guest_memfd invariant broke, no WARN",
+            "#E69F00", "dots", bad=True),
+    Outcome("kernel-bug", "KernelBug", "the kernel would hang or BUG (e.g. an endless rollback loop)",
+            "#D55E00", "cross", bad=True),
+    Outcome("not-fired", "not fired", "the fault point was never reached: nothing was tested",
+            "#999999", "bars", bad=True),
+    Outcome("failed", "failed", "the test's own check failed: the kernel gave a wrong result",
+            "#CC79A7", "lines", bad=True),
+    Outcome("skipped", "skipped", "the test skipped itself: says nothing either way",
+            "#DDDDDD"),
 )
+_BY_KEY = {o.key: o for o in OUTCOME_STYLES}
+#: Column order and headings of the comparison (the outcomes of ``sweep.OUTCOMES``).
+COLUMNS: tuple[tuple[str, str], ...] = tuple((o.key, o.heading) for o in OUTCOME_STYLES)
 #: Fill colours of the picture, per outcome.
-COLOURS = {
-    "clean": "#2e7d32", "success": "#66bb6a", "warn": "#f9a825", "invariant": "#ef6c00",
-    "kernel-bug": "#c62828", "not-fired": "#9e9e9e", "failed": "#6a1b9a",
-    "skipped": "#78909c",
-}
+COLOURS = {o.key: o.colour for o in OUTCOME_STYLES}
+
+
+def outcome_style(key: str) -> Outcome:
+    """The record of outcome ``key``; one made up (grey, hatched) for an outcome this module does
+    not know yet, so that a new outcome is still drawn and explained."""
+    return _BY_KEY.get(key) or Outcome(key, key, f"outcome {key!r} (no description yet)", "#777777", "lines", True)
+
+
+def outcomes_shown(rs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Outcome]:
+    """The outcomes the pictures draw: every known one, then any other the rows counted."""
+    extra = sorted({k for _, r in rs for k in r["outcomes"]} - set(_BY_KEY))
+    return [*OUTCOME_STYLES, *(outcome_style(k) for k in extra)]
+
+
+#: The columns the table always shows; the other outcomes only when a row counted one.
+ALWAYS_SHOWN = ("clean", "success", "warn", "invariant", "kernel-bug")
+
+
+def columns_shown(rs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Outcome]:
+    """The table's outcome columns (terminal and pictures alike): those of :data:`ALWAYS_SHOWN`
+    and every other outcome some row counted (the legend lists them all)."""
+    return [o for o in outcomes_shown(rs) if o.key in ALWAYS_SHOWN or any(r["outcomes"].get(o.key) for _, r in rs)]
+
+
+def row_label(rec: Mapping[str, Any]) -> str:
+    """A scenario's row in the table: ``"rfc-v2"`` or ``"rfc-v2 depth 2"``."""
+    depth = int(rec.get("depth") or 1)
+    return f"{rec.get('revision')}" + (f" depth {depth}" if depth != 1 else "")
+
+
+def empty_note(row: Mapping[str, Any]) -> str:
+    """Why a row has no scenario, shown in its place ("" when it has some): at depth 2 a
+    revision without a rollback phase (``Revision.has_rollback``) has no second fault to inject."""
+    if row["scenarios"]:
+        return ""
+    depth = int(row["depth"])
+    rev = REVISIONS.get(str(row["revision"]))
+    if depth >= 2 and rev is not None and not rev.has_rollback:
+        return f"no rollback phase: nothing to inject at depth {depth}"
+    if depth >= 2:
+        return f"no scenario: no rollback was reached, nothing to inject at depth {depth}"
+    return "no scenario ran"
+
+
 REVISION_ORDER = revision_names()
 
 
@@ -64,22 +133,23 @@ def table_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     rs = rows(records)
     if not rs:
         return ["no sweep scenario ran"]
-    cols = [(k, h) for k, h in COLUMNS if k in ("clean", "success", "warn", "invariant", "kernel-bug")
-            or any(r["outcomes"].get(k) for _, r in rs)]
+    cols = [(o.key, o.heading) for o in columns_shown(rs)]
     width = max(len("revision"), *(len(label) for label, _ in rs))
     head = f"{'revision':<{width}}  {'scenarios':>9}" + "".join(f"  {h:>9}" for _, h in cols)
     lines = [head, "-" * len(head)]
     for label, r in rs:
-        counts = "".join(f"  {r['outcomes'].get(k, 0):>9}" for k, _ in cols)
+        note = empty_note(r)
+        counts = f"  {note}" if note else "".join(f"  {r['outcomes'].get(k, 0):>9}" for k, _ in cols)
         lines.append(f"{label:<{width}}  {r['scenarios']:>9}{counts}")
     return lines
 
 
-def examples(records: Sequence[Mapping[str, Any]], per_cell: int = 1) -> list[str]:
-    """One reproducible scenario per (revision, bad outcome): what a reviewer looks at first."""
+def example_records(records: Sequence[Mapping[str, Any]], per_cell: int = 1) -> list[Mapping[str, Any]]:
+    """The first ``per_cell`` scenarios (by node id) of each (revision, depth, bad outcome), in
+    the table's order (rows, then columns)."""
     seen: dict[tuple[str, int, str], int] = {}
     out = []
-    for rec in records:
+    for rec in sorted(records, key=lambda rec: str(rec.get("nodeid"))):  # the same under -n
         outcome = str(rec.get("outcome"))
         if outcome in ("clean", "success", "skipped"):
             continue
@@ -87,8 +157,21 @@ def examples(records: Sequence[Mapping[str, Any]], per_cell: int = 1) -> list[st
         if seen.get(key, 0) >= per_cell:
             continue
         seen[key] = seen.get(key, 0) + 1
-        out.append(f"{key[0]} {outcome}: {rec.get('nodeid')}\n      {rec.get('detail', '')}"[:400])
-    return out
+        out.append(rec)
+    order = {k: i for i, (k, _) in enumerate(COLUMNS)}
+
+    def place(rec: Mapping[str, Any]) -> tuple[tuple[int, int, str], int]:
+        row = {"revision": rec.get("revision"), "depth": rec.get("depth") or 1}
+        return _row_order("", row), order.get(str(rec.get("outcome")), len(order))
+
+    return sorted(out, key=place)
+
+
+def examples(records: Sequence[Mapping[str, Any]], per_cell: int = 1) -> list[str]:
+    """One reproducible scenario per (revision, bad outcome): what a reviewer looks at first,
+    as ``"REVISION OUTCOME: NODEID\n      DETAIL"`` (the whole detail, never cut)."""
+    return [f"{rec.get('revision')} {rec.get('outcome')}: {rec.get('nodeid')}\n      {rec.get('detail', '')}"
+            for rec in example_records(records, per_cell)]
 
 
 def to_json(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -100,92 +183,19 @@ def to_json(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-# --- pictures ---------------------------------------------------------------------------------
+# --- pictures (drawn by picture.py) --------------------------------------------------------------
 def svg(records: Sequence[Mapping[str, Any]], title: str = "guest_memfd conversion under injected faults") -> str:
-    """A self-contained SVG: a table of counts, and per row a bar split by outcome."""
-    rs = rows(records)
-    cols = COLUMNS
-    label_w, cell_w, bar_w, row_h, top = 150, 86, 260, 28, 64
-    width = label_w + cell_w * (len(cols) + 1) + bar_w + 30
-    height = top + row_h * (len(rs) + 1) + 56
-    e = html.escape
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="13">',
-        f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="12" y="24" font-size="16" font-weight="bold">{e(title)}</text>',
-        '<text x="12" y="44" fill="#555">fault scenarios per kernel revision, by outcome '
-        "(pytest-gmem fault sweep, one fault per scenario unless depth 2)</text>",
-    ]
-    y = top + 18
-    parts.append(f'<text x="12" y="{y}" font-weight="bold">revision</text>')
-    x = label_w
-    for h in ["scenarios", *(h for _, h in cols)]:
-        parts.append(f'<text x="{x + cell_w - 8}" y="{y}" text-anchor="end" font-weight="bold">{e(h)}</text>')
-        x += cell_w
-    parts.append(f'<text x="{x + 8}" y="{y}" font-weight="bold">share of scenarios</text>')
-    for i, (label, r) in enumerate(rs):
-        y0 = top + row_h * (i + 1)
-        y = y0 + 18
-        if i % 2 == 0:
-            parts.append(f'<rect x="6" y="{y0 + 2}" width="{width - 12}" height="{row_h}" fill="#f4f6f8"/>')
-        parts.append(f'<text x="12" y="{y}">{e(label)}</text>')
-        x = label_w
-        cells = [("scenarios", r["scenarios"]), *((k, r["outcomes"].get(k, 0)) for k, _ in cols)]
-        for k, n in cells:
-            bold = ' font-weight="bold"' if n and k in ("warn", "invariant", "kernel-bug", "failed") else ""
-            colour = COLOURS.get(k, "#000") if n and k != "scenarios" else ("#000" if n else "#aaa")
-            parts.append(f'<text x="{x + cell_w - 8}" y="{y}" text-anchor="end" fill="{colour}"{bold}>{n}</text>')
-            x += cell_w
-        bx, total = float(x + 8), max(1, int(r["scenarios"]))
-        for k, _ in cols:
-            n = int(r["outcomes"].get(k, 0))
-            if not n:
-                continue
-            w = bar_w * n / total
-            parts.append(f'<rect x="{bx:.1f}" y="{y0 + 7}" width="{w:.1f}" height="{row_h - 12}" '
-                         f'fill="{COLOURS[k]}"><title>{e(label)}: {n} {e(k)}</title></rect>')
-            bx += w
-    y = top + row_h * (len(rs) + 1) + 24
-    x = 12
-    for k, h in cols:
-        parts.append(f'<rect x="{x}" y="{y - 11}" width="12" height="12" fill="{COLOURS[k]}"/>')
-        parts.append(f'<text x="{x + 16}" y="{y}">{e(h)}</text>')
-        x += 22 + 8 * len(h) + 14
-    parts.append(f'<text x="12" y="{y + 22}" fill="#555" font-size="11">clean: the fault reached the caller '
-                 "as an error and the state was restored; success: the operation succeeded anyway</text>")
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+    """A self-contained SVG: the table of counts with a bar per row, the legend, the examples."""
+    from .picture import svg as draw
+
+    return draw(records, title)
 
 
 def html_page(records: Sequence[Mapping[str, Any]], command: str = "") -> str:
-    """A self-contained HTML page: the SVG, the table as HTML, one example per bad outcome."""
-    rs = rows(records)
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for h in ["revision", "scenarios", *(h for _, h in COLUMNS)])
-    body = []
-    for label, r in rs:
-        cells = "".join(
-            f'<td style="color:{COLOURS[k] if r["outcomes"].get(k) else "#aaa"}">{r["outcomes"].get(k, 0)}</td>'
-            for k, _ in COLUMNS
-        )
-        body.append(f"<tr><td>{e(label)}</td><td>{r['scenarios']}</td>{cells}</tr>")
-    ex = "".join(f"<li><code>{e(line)}</code></li>" for line in examples(records))
-    cmd = f"<p>Measured with <code>{e(command)}</code></p>" if command else ""
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pytest-gmem fault sweep: design comparison</title>
-<style>body{{font-family:DejaVu Sans,Arial,sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}</style>
-</head><body>
-<h1>guest_memfd conversion under injected faults</h1>
-{cmd}
-{svg(records)}
-<table><tr>{head}</tr>
-{"".join(body)}
-</table>
-<h2>One scenario per revision and outcome</h2><ul>{ex}</ul>
-</body></html>
-"""
+    """A self-contained HTML page: the table with its bars, the legend, the examples."""
+    from .picture import html_page as page
+
+    return page(records, command)
 
 
 def write_pictures(json_path: str, records: Sequence[Mapping[str, Any]], command: str = "") -> list[str]:

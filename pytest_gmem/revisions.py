@@ -67,6 +67,13 @@ class Revision:
     #: the version of the series it follows, with the mails or branch read
     follows: str = ""
 
+    @property
+    def has_rollback(self) -> bool:
+        """Whether a failure part-way through a conversion is undone (a rollback phase, whose
+        hits a depth-2 sweep fails a second time); a ``prealloc`` revision checks and allocates
+        everything before its point of no return, so it has none."""
+        return not self.prealloc
+
 
 REVISIONS: dict[str, Revision] = {
     "rfc-v2": Revision(
