@@ -54,6 +54,11 @@ FULL_TRACE_HELP = (
     "with an error the library raises on purpose, such as GmemError or KernelBug, stops at the "
     "test's own line; an unexpected exception inside the library always shows every frame)."
 )
+DETERMINISM_HELP = (
+    "Run every test (every sweep scenario) twice with the same seed and fail it when the two "
+    "runs differ: the fault points reached, their contexts, the faults fired, the problems "
+    "found. Twice as slow. Default: off."
+)
 STRICT_HELP = (
     "Fail a test in which a fault armed by its markers or the faults fixture never fired (the "
     "failure says why: the point's preconditions, nth, filter). Faults armed for the whole run "

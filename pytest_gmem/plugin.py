@@ -29,6 +29,7 @@ from . import config as cfg
 from ._keys import MODEL_FIXTURES, PARAMS, PHASES, RUN, SESSION_FAULTS, SETTINGS, SWEEP, SWEEP_ERROR
 from ._keys import known_revisions as _known_revisions
 from .plugin_coverage import CoverageHooks
+from .plugin_determinism import DeterminismCheck
 from .plugin_report import Collector, FakerSeed, XdistHooks
 from .plugin_sweep import Sweeps, revision_of, seed_nodeid, sweep_outcome, sweep_report, sweep_requests
 from .plugin_trace import TraceHider
@@ -81,6 +82,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--gmem-strict-faults", dest="gmem_strict_faults", action="store_true", default=False,
                     help=cfg.STRICT_HELP)
+    group.addoption("--gmem-verify-determinism", dest="gmem_verify_determinism", action="store_true",
+                    default=False, help=cfg.DETERMINISM_HELP)
     group.addoption("--gmem-full-trace", dest="gmem_full_trace", action="store_true", default=False,
                     help=cfg.FULL_TRACE_HELP)
     from .sweep import COMPARE_HELP, SWEEP_DEPTH_HELP
@@ -128,6 +131,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("faker"):
         config.pluginmanager.register(FakerSeed(), "gmem-faker")
     config.pluginmanager.register(Sweeps(config), "gmem-sweeps")
+    if config.getoption("gmem_verify_determinism"):
+        config.pluginmanager.register(DeterminismCheck(), "gmem-determinism")
     config.pluginmanager.register(TraceHider(not config.getoption("gmem_full_trace")), "gmem-trace")
     paths = config.getoption("gmem_error_paths")
     if paths and not paths.endswith(".json"):

@@ -168,6 +168,18 @@ class TestRun:
                 pass
         self.scope.close()
 
+    def trace_lines(self) -> list[str]:
+        """What the test did, as the determinism check compares it: every recorded hit with its
+        context and what fired, the faults fired, the problems found (state and WARN texts)."""
+        sc = self.scope
+        lines = [f"hit {e.point}#{e.nth}+{e.count} {sorted(e.context.items())!r} fired={e.fired}@{e.fired_offset}"
+                 for e in sc.trace]
+        if sc.trace_dropped:
+            lines.append(f"({sc.trace_dropped} hits not recorded)")
+        lines += [f"fired {f.label()} {sorted(f.context.items())!r}" for f in sc.fired]
+        lines += [f"{p.kind}: {p.text}" for p in self.problems]
+        return lines
+
     # --- model objects ------------------------------------------------------------------------
     def add_host(self, host: Any) -> Any:
         """Check and close ``host`` with the test (once, however often it is added)."""

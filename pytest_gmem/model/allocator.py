@@ -74,7 +74,7 @@ class PageAllocator:
         if got == 0:
             raise oserror(ENOMEM, f"filemap_alloc_folio failed at index {index:#x}")
         self.host.charge_pages(got)
-        return Block(index, got, huge=False, owner=owner), got
+        return Block(index, got, huge=False, owner=owner, id=self.host.next_block_id()), got
 
     def split_folio(self, block: Block, phase: str) -> None:
         """Order-0 folios are never split (no custom allocator); cannot fail."""

@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .hugetlb import Subpool
 
-_ids = itertools.count(1)
-
-
 @dataclass(eq=False)
 class Transient:
     """Extra references on the folio starting at ``index`` (speculative or lasting)."""
@@ -41,7 +38,8 @@ class Block:
     split: bool = False  # guestmem_hugetlb stash present: the huge page is split into 4K folios
     hvo: bool = True  # vmemmap optimised (HVO); restoring it needs memory
     freed: int = 0  # pages whose last reference dropped
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int = 0  # per host, in allocation order (Host.next_block_id): messages do not depend on
+    # which tests ran before in the process
     pins: list[tuple[int, int, object]] = field(default_factory=list)  # (start, end, Pin)
     transient: list[Transient] = field(default_factory=list)
 

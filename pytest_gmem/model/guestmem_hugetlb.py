@@ -69,7 +69,8 @@ class HugetlbAllocator:
         """Mirrors ``guestmem_hugetlb_alloc_folio``: subpool get + hugetlb alloc (ENOMEM)."""
         n = self.nr_pages_in_folio
         self.spool.get_page(racy=not self.host.revision.hugetlb_fault_mutex)
-        block = Block(index - index % n, n, huge=True, owner=owner, spool=self.spool)
+        block = Block(index - index % n, n, huge=True, owner=owner, spool=self.spool,
+                      id=self.host.next_block_id())
         self.host.live_blocks.add(block)
         return block, n
 

@@ -127,6 +127,7 @@ class Host:
         self._work: deque[tuple[str, Callable[[], None]]] = deque()
         self.vms: list[VM] = []
         self.files: list[GuestMemfd] = []  # live inodes
+        self._block_ids = 0
         self.live_blocks: set[Block] = set()  # huge pages taken from the pools
         self._op: str = "idle"
         self._op_faults: list[str] = []
@@ -180,6 +181,12 @@ class Host:
     def begin_op(self, what: str) -> None:
         self._op = what
         self._op_faults = []
+
+    def next_block_id(self) -> int:
+        """The id of the next block this host allocates (``Block#N`` in messages): counted per
+        host, so a test's messages read the same whatever ran before it in the process."""
+        self._block_ids += 1
+        return self._block_ids
 
     def note_fault(self, fired: faults.Fired) -> None:
         """The model acted on an injected fault (for WARN records and reports)."""
