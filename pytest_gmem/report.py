@@ -277,9 +277,9 @@ class Summary:
     def to_json(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         points = {
             p: {
-                "reached_by": r["reached"],
+                "reached_by": sorted(r["reached"]),  # node-id order: the same whatever the process layout
                 "hits": r["hits"],
-                "fired_in": r["fired"],
+                "fired_in": sorted(r["fired"]),
                 "outcomes": r["outcomes"],
             }
             for p, r in self.points().items()
