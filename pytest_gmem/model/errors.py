@@ -21,6 +21,12 @@ class GmemError(OSError):
 
     def __init__(self, code: int, what: str) -> None:
         super().__init__(code, f"{os.strerror(code)}: {what}")
+        self.what = what  # the model's explanation alone, for messages that wrap this error
+
+
+def explanation(exc: OSError) -> str:
+    """The explanation of ``exc`` without its errno text (which the wrapping error repeats)."""
+    return getattr(exc, "what", None) or str(exc)
 
 
 def oserror(code: int, what: str) -> GmemError:

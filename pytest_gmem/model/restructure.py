@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import faults
 
-from .errors import EAGAIN, ENOMEM, ConvFailure, KernelBug
+from .errors import EAGAIN, ENOMEM, ConvFailure, KernelBug, explanation
 from .filemap import FolioRun
 from .folio import Block, Transient
 from .revisions import KERNEL_BUG_SPIN_LIMIT, SPIN_RETRY_LIMIT, UNDERFLOW_STEP_LIMIT
@@ -133,7 +133,7 @@ def split_folio_in_filemap(g: GuestMemfd, f: FolioRun, phase: str) -> None:
         g.alloc.split_folio(block, phase)
     except OSError as e:
         _readd_original(g, f, phase)
-        raise _fail(e.errno or ENOMEM, None, str(e)) from None
+        raise _fail(e.errno or ENOMEM, None, explanation(e)) from None
     failed = add_pieces(g, orig, f.end, block, phase)
     if failed is None:
         return
@@ -335,7 +335,7 @@ def prepare_restructure(g: GuestMemfd, work: list[Work], to_shared: bool) -> Pla
                 try:
                     g.alloc.prepare_split(f.block, "prepare")
                 except OSError as e:
-                    raise _fail(e.errno or ENOMEM, None, str(e)) from None
+                    raise _fail(e.errno or ENOMEM, None, explanation(e)) from None
                 plan.prepared.append(f.block)
                 if (x := P_FILEMAP_ADD.hit(**ctx)) is not None:
                     g.host.note_fault(x)
