@@ -466,6 +466,8 @@ def gmem_params(
 ) -> GmemParams:
     """Merge ``gmem`` markers, farthest first (module, class, function): the nearest wins for
     each argument it gives."""
+    if not markers:
+        return GmemParams()  # the defaults (a test without the marker: most of a suite)
     values: dict[str, Any] = {}
     for args, kwargs in markers:
         if args:
@@ -630,6 +632,8 @@ def allow_patterns(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], w
 def validate(requests: Sequence[ArmRequest]) -> None:
     """Arm each request in a scratch scope and disarm at once: every name, kind and argument
     is checked exactly as the real arming will check it, without firing anything."""
+    if not requests:
+        return
     with faults.scope(inherit=False):
         for req in requests:
             for arming in req.arm():

@@ -283,11 +283,11 @@ def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
         sweep.end_body(run.scope, run.hosts)
     problems = run.end_body()
     leaked = run.root_leaks()
-    record = _record(item, run)
-    if interesting(record):
+    record = _record(item, run) if run.touched() or problems or leaked else None
+    if record is not None and interesting(record):
         item.add_report_section("call", "gmem faults", section_text(record))
     texts = [root_leak_text(run.nodeid, leaked)] if leaked else []
-    if problems:
+    if problems and record is not None:
         texts.append(_problems_text(run, problems, record["reproduce"]))
     strict = strict_failure(run) if sweep is None and item.config.stash[SETTINGS].strict_faults else None
     if strict and not body_failed:  # a failed body shows the diagnosis in its gmem faults section

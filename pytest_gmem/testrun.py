@@ -168,6 +168,11 @@ class TestRun:
                 pass
         self.scope.close()
 
+    def touched(self) -> bool:
+        """The test used the model, armed a fault or reached a point (else its record is empty)."""
+        sc = self.scope
+        return bool(self.used_model or sc.history or sc.census)
+
     def trace_lines(self) -> list[str]:
         """What the test did, as the determinism check compares it: every recorded hit with its
         context and what fired, the faults fired, the problems found (state and WARN texts)."""
