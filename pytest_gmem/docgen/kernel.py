@@ -57,7 +57,7 @@ def _kernel_names(doc: str, params: set[str]) -> tuple[str, ...]:
         at = text.find("mirrors")
     part = text[at:] if at >= 0 else text
     part = re.split(r"(?<=[^.])[.;:](?:\s|$)", part, maxsplit=1)[0]
-    return tuple(dict.fromkeys(n for n in _NAMES.findall(part) if n not in params))
+    return tuple(dict.fromkeys(n for n in _NAMES.findall(part) if n not in params and (n[0].isalpha() or n[0] in "_/")))
 
 
 def _is_mirror(doc: str) -> bool:
