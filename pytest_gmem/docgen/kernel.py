@@ -158,5 +158,5 @@ def kernel_page(model_dir: Path = MODEL) -> str:
         for f in m.mirrors:
             kernel = ", ".join(f"`{k}`" for k in f.kernel) or "-"
             flags = "; ".join(f"`{fl}` ({flag_meaning(fl)})" for fl in f.flags) or "-"
-            lines.append(f"| `{f.model}` (line {f.line}) | {_cell(kernel)} | {_cell(flags)} | {_cell(f.summary)} |")
+            lines.append(f"| `{f.model}` | {_cell(kernel)} | {_cell(flags)} | {_cell(f.summary)} |")
     return "\n".join(lines) + "\n"
