@@ -394,7 +394,7 @@ def _check_printable(value: object, name: str, where: str, depth: int = 0) -> No
 
 @functools.cache
 def _ten_to(n: int) -> int:
-    return 10**n
+    return int(10**n)
 
 
 @dataclass(frozen=True)
