@@ -35,6 +35,7 @@ from .kinds import (
     tdx_error,
 )
 from .points import FaultPoint, PointInfo, active, catalog, declare, get_point, match_points
+from .schedule import Schedule
 from .scope import (
     Fired,
     Scope,
@@ -53,7 +54,7 @@ from .spec import ArmingSpec, RuleSpec, TermSpec, format_spec
 __all__ = [
     "Arming", "ArmingSpec", "Callback", "ChainPolicy", "Errno", "ExtraRefcount", "FaultError",
     "FaultPoint", "Fired", "Kind", "KindNotAllowed", "Off", "PointInfo", "RulePolicy", "RuleSpec",
-    "Scope", "SpecSyntaxError", "SpeculativeRefcount", "TdxError", "Term", "TermSpec", "TraceEvent",
+    "Schedule", "Scope", "SpecSyntaxError", "SpeculativeRefcount", "TdxError", "Term", "TermSpec", "TraceEvent",
     "UnknownKind", "UnknownPoint", "activate", "active", "arm", "armed", "as_kind", "callback", "catalog",
     "current", "deactivate", "declare", "enomem", "errno_kind", "extra_refcount", "format_spec",
     "get_point", "inject", "inject_chain", "make_kind", "match_points", "open_scope", "parse",

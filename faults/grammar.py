@@ -170,6 +170,14 @@ class _Parser:
         self.pos = m.end()
         return m.group()
 
+    def integer(self, digits: str, pos: int) -> int:
+        """``int(digits)``; a located error for more digits than Python converts (4300 by
+        default, ``sys.set_int_max_str_digits``) instead of int()'s ValueError."""
+        try:
+            return int(digits)
+        except ValueError:
+            self.fail(f"a whole number of {len(digits)} digits is too long", pos)
+
     def need(self, pattern: re.Pattern[str], message: str) -> tuple[str, int]:
         self.peek()
         start = self.pos
@@ -249,9 +257,9 @@ class _Parser:
                 if not self.accept("*"):
                     self.fail("expected '%' or '*' after a number" if percent is None
                               else "expected '*' after a count")
-                if not _INT.fullmatch(number) or int(number) < 1:
+                if not _INT.fullmatch(number) or self.integer(number, npos) < 1:
                     self.fail(f"a count must be a whole number >= 1, got {number}", npos)
-                count = int(number)
+                count = self.integer(number, npos)
         name, kpos = self.need(_IDENT, "expected a fault kind (off, ENOMEM, speculative_refcount, "
                                        "extra_refcount, tdx_error, ...)")
         kind = self.kind(name, kpos)
@@ -310,7 +318,10 @@ class _Parser:
         word = self.match(_WORD)
         if word is None:
             self.fail("expected a value (a number, a word or a quoted string)")
-        return classify_value(word)
+        try:
+            return classify_value(word)
+        except FaultError as e:  # an integer too long to convert
+            self.fail(str(e), start)
 
     def options(self) -> dict[str, tuple[int | float | None, int]]:
         opts: dict[str, tuple[int | float | None, int]] = {}
@@ -339,9 +350,10 @@ class _Parser:
         number = self.match(_INT)
         if number is None:
             self.fail(f"option {key!r} takes a whole number" + (" or inf" if key == "times" else ""))
-        if int(number) < _MINIMUM[key]:
+        value = self.integer(number, vpos)
+        if value < _MINIMUM[key]:
             self.fail(f"option {key!r} must be >= {_MINIMUM[key]}, got {number}", vpos)
-        return int(number)
+        return value
 
     def rule(self, terms: list[TermSpec], arrows: list[int],
              options: dict[str, tuple[int | float | None, int]]) -> RuleSpec:

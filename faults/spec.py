@@ -100,29 +100,29 @@ def format_arming(spec: ArmingSpec) -> str:
     text += "=" + "->".join(_format_term(t) for t in spec.terms)
     opts = _format_rule(spec.rule) if spec.rule is not None else []
     if spec.seed is not None:
-        opts.append(f"seed={spec.seed}")
+        opts.append(f"seed={_int_text(spec.seed)}")
     return text + ("@" + ",".join(opts) if opts else "")
 
 
 def _format_term(term: TermSpec) -> str:
     pct = "" if term.percent is None else f"{format_number(term.percent)}%"
-    cnt = "" if term.count is None else f"{term.count}*"
+    cnt = "" if term.count is None else f"{_int_text(term.count)}*"
     return pct + cnt + format_kind(term.kind)
 
 
 def _format_rule(rule: RuleSpec) -> list[str]:
     opts = []
     if rule.nth is not None:
-        opts.append(f"nth={rule.nth}")
+        opts.append(f"nth={_int_text(rule.nth)}")
     if rule.skip:
-        opts.append(f"skip={rule.skip}")
+        opts.append(f"skip={_int_text(rule.skip)}")
     if rule.every is not None:
-        opts.append(f"every={rule.every}")
+        opts.append(f"every={_int_text(rule.every)}")
     if rule.probability is not None:
         opts.append(f"probability={format_number(rule.probability)}")
     default = None if rule.every is not None else 1  # what the parser assumes without times=
     if rule.times != default or not opts:  # with no other option, times=1 keeps the keyword form
-        opts.append("times=inf" if rule.times is None else f"times={rule.times}")
+        opts.append("times=inf" if rule.times is None else f"times={_int_text(rule.times)}")
     return opts
 
 
@@ -156,23 +156,41 @@ def format_value(value: Value) -> str:
     if value is None or isinstance(value, bool):
         return {None: "none", True: "true", False: "false"}[value]
     if isinstance(value, int):
-        return str(value)
+        return _int_text(value)
     if isinstance(value, float):
         text = repr(value)
         if not math.isfinite(value):
             raise FaultError(f"{text} has no text form")
         return text
     if isinstance(value, str):
-        if BARE_VALUE.fullmatch(value) and classify_value(value) == value:
+        if BARE_VALUE.fullmatch(value) and _reads_as_itself(value):
             return value
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     raise FaultError(f"{value!r} has no text form")
 
 
+def _int_text(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more digits than Python converts (sys.set_int_max_str_digits)
+        raise FaultError(f"an integer of about {value.bit_length() * 0.30103:.0f} digits has no text form") from None
+
+
+def _reads_as_itself(word: str) -> bool:
+    try:
+        return classify_value(word) == word
+    except FaultError:  # a string of too many digits: quoted, it reads back as the string
+        return False
+
+
 def classify_value(word: str) -> Value:
-    """The value an unquoted word stands for: integer, float, none/true/false, or itself."""
+    """The value an unquoted word stands for: integer, float, none/true/false, or itself.
+    An integer of more digits than Python converts (4300 by default) is a FaultError."""
     if INT_VALUE.fullmatch(word):
-        return int(word)
+        try:
+            return int(word)
+        except ValueError:
+            raise FaultError(f"a whole number of {len(word.lstrip('+-'))} digits is too long") from None
     if FLOAT_VALUE.fullmatch(word):
         return float(word)
     return KEYWORD_VALUES.get(word.lower(), word)

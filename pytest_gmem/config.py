@@ -12,8 +12,10 @@ the test wins over all of them for that test (``gmem(revision=...)``).
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -375,6 +377,12 @@ def bind(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str
         extra = [k for k in kwargs if k not in sig.parameters]
         hint = suggest(extra[0], names) if extra else ""
         raise ConfigError(f"{where}: {exc}{hint}; signature: {MARKER_HELP[marker].split(':')[0]}") from None
+    for name, value in bound.arguments.items():
+        if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:  # context filters, by key
+            for key, v in value.items():
+                _check_printable(v, key, where)
+        else:
+            _check_printable(value, name, where)
     bound.apply_defaults()
     values = dict(bound.arguments)
     when = dict(values.pop("when", None) or {})
@@ -407,6 +415,27 @@ def bind(marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], where: str
     if when:
         values["when"] = when
     return values
+
+
+def _check_printable(value: object, name: str, where: str, depth: int = 0) -> None:
+    """An integer of more digits than Python writes as text (``sys.get_int_max_str_digits()``,
+    4300 by default) would make every message and report about the argument raise ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        limit = sys.get_int_max_str_digits()
+        if limit and abs(value) >= _ten_to(limit):
+            raise ConfigError(f"{where}: argument {name!r} is an integer of more than {limit} digits")
+    elif depth < 8 and isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_printable(k, name, where, depth + 1)
+            _check_printable(v, name, where, depth + 1)
+    elif depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
+        for v in value:
+            _check_printable(v, name, where, depth + 1)
+
+
+@functools.cache
+def _ten_to(n: int) -> int:
+    return int(10**n)
 
 
 @dataclass(frozen=True)
@@ -445,6 +474,8 @@ class GmemParams:
 
 #: ``host.create_vm(vm_type="tdx", tdx_fatal_policy=...)`` values.
 TDX_FATAL_POLICIES = ("bug-vm", "leak")
+#: The largest file size the kernel has (``loff_t``): a larger marker size is refused.
+MAX_FILE_SIZE = (1 << 63) - 1
 #: HugeTLB pools of a host when the ``gmem`` marker gives none.
 DEFAULT_POOLS = {"2M": 64, "1G": 4}
 
@@ -471,6 +502,8 @@ def gmem_params(
     values: dict[str, Any] = {}
     for args, kwargs in markers:
         if args:
+            for i, arg in enumerate(args):
+                _check_printable(arg, f"#{i + 1}", where)
             raise ConfigError(f"{where}: takes keyword arguments only, got positional {tuple(args)!r}")
         bound = bind("gmem", (), kwargs, where)
         values.update({k: v for k, v in bound.items() if k in kwargs})
@@ -482,6 +515,8 @@ def gmem_params(
             f"{where}: invalid page_size {page_size!r}; expected one of {', '.join(PAGE_SIZES)}"
             + suggest(str(page_size), PAGE_SIZES)
         )
+    if nbytes > MAX_FILE_SIZE:
+        raise ConfigError(f"{where}: invalid size {size!r}: larger than the largest file (2^63 - 1 bytes, loff_t)")
     if nbytes <= 0 or nbytes % 4096 or nbytes % size_bytes(page_size):
         raise ConfigError(
             f"{where}: invalid size {size!r} for page_size {page_size!r}; expected a positive multiple of 4K "
@@ -624,7 +659,8 @@ def allow_patterns(markers: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], w
             raise ConfigError(f"{where}: pattern must be a regular expression string, got {pattern!r}")
         try:
             out.append(re.compile(pattern))
-        except re.error as exc:
+        # re.compile also raises OverflowError ('a{4294967296}') and RecursionError (deep nesting)
+        except (re.error, OverflowError, RecursionError) as exc:
             raise ConfigError(f"{where}: invalid regular expression {pattern!r}: {exc}") from None
     return out
 

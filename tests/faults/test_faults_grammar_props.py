@@ -1,18 +1,31 @@
 """Property tests for the grammar: random valid specs parse to what they say and round-trip
-through format_spec; random garbage raises only the engine's own errors."""
+through format_spec; random garbage, mutated valid specs and random sequences of the grammar's
+own tokens raise only the engine's own errors, located (character and caret) and naming their
+source, in bounded time.
+
+The example counts come from the Hypothesis profile (tests/conftest.py: ``dev`` locally, ``ci``
+with ``CI=true``)."""
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import faults
 from faults import ArmingSpec, RuleSpec, TermSpec, format_spec, parse
+from faults.errors import caret_lines
 from faults.kinds import Errno, ExtraRefcount, Kind, Off, SpeculativeRefcount, TdxError
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SOURCE = "GMEM_FAULTS"
+#: Seconds one input may take to parse (about a millisecond in practice): a parser that
+#: backtracks or loops on some input fails here instead of hanging the suite.
+TIME_BOUND = 2.0
 
 ws = st.sampled_from(["", "", "", " ", "  ", "\t", "\n"])
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
@@ -163,6 +176,45 @@ def test_valid_specs_parse_to_what_they_say_and_round_trip(case: tuple[str, list
 GRAMMAR_CHARS = "abpE_.*?[]=,;@%*()->'\"\\ 0123456789\tnthoffenomemsedrfcux"
 
 
+def check_rejects_properly(text: str, *, arm: bool = False) -> None:
+    """``text`` parses (and, with ``arm``, arms in a scratch scope), or raises a
+    ``faults.FaultError`` that says where: a character of ``text`` and the source."""
+    start = time.perf_counter()
+    try:
+        try:
+            specs = faults.parse(text, source=SOURCE)
+            if arm:  # as the plugin arms --gmem-fault and GMEM_FAULTS: from the text
+                with faults.scope(inherit=False):
+                    faults.arm(text, source=SOURCE)
+        finally:
+            took = time.perf_counter() - start
+    except faults.SpecSyntaxError as e:
+        assert e.text == text and e.source == SOURCE
+        assert 0 <= e.pos <= len(text)
+        assert_located(str(e), text, e.pos)
+    except (faults.UnknownPoint, faults.KindNotAllowed) as e:
+        # found when arming: the caret is under the arming's target
+        assert arm and f"(from {SOURCE})" in str(e), str(e)
+        target = next(s.offset for s in specs if str(e).startswith(f"unknown fault point {s.pattern!r}")
+                      or f"{s.pattern!r}" in str(e).split("\n")[0])
+        assert str(e).endswith(caret_lines(text, target)), str(e)
+    except faults.FaultError as e:  # UnknownKind and bad kind arguments: located as syntax errors
+        m = re.search(r" at character (\d+) \(from " + SOURCE + r"\):\n", str(e))
+        assert m is not None, f"{type(e).__name__} without a position: {e}"
+        assert_located(str(e), text, int(m.group(1)) - 1)
+    else:
+        assert faults.parse(faults.format_spec(specs)) == specs
+    assert took < TIME_BOUND, f"{len(text)} characters took {took:.1f} s"
+
+
+def assert_located(message: str, text: str, pos: int) -> None:
+    """The message names character ``pos`` (counting from 1) and the source, and ends with the
+    line holding it and a caret under it."""
+    assert 0 <= pos <= len(text)
+    assert f"at character {pos + 1} (from {SOURCE}):\n" in message, message
+    assert message.endswith(caret_lines(text, pos)), message
+
+
 @SETTINGS
 @given(st.text(alphabet=GRAMMAR_CHARS, max_size=40) | st.text(max_size=20))
 @example("p=enomem@nth=99999999999999999999999999")
@@ -170,13 +222,7 @@ GRAMMAR_CHARS = "abpE_.*?[]=,;@%*()->'\"\\ 0123456789\tnthoffenomemsedrfcux"
 @example("p=speculative_refcount(refs=1.5)")
 @example("p=tdx_error(1)")
 def test_garbage_raises_only_engine_errors(text: str) -> None:
-    try:
-        parse(text)
-    except faults.SpecSyntaxError as e:
-        assert 0 <= e.pos <= len(text)
-        assert e.text == text
-    except faults.FaultError:
-        pass
+    check_rejects_properly(text)
 
 
 @SETTINGS
@@ -191,9 +237,92 @@ def test_mutated_valid_specs_raise_only_engine_errors(case: tuple[str, list[Armi
     c = data.draw(st.sampled_from(GRAMMAR_CHARS))
     mutated = {"delete": text[:i] + text[i + 1:], "insert": text[:i] + c + text[i:],
                "replace": text[:i] + c + text[i + 1:]}[op]
-    try:
-        parse(mutated)
-    except faults.SpecSyntaxError as e:
-        assert 0 <= e.pos <= len(mutated)
-    except faults.FaultError:
-        pass
+    check_rejects_properly(mutated)
+
+
+# --- grammar-aware: sequences of the grammar's own tokens ---------------------------------------
+POINT_NAMES = [p.name for p in faults.catalog()]
+#: Every kind of token the parser knows (faults/grammar.py), each with spellings that are valid
+#: somewhere and near misses, so that random sequences reach the deep paths (kind arguments,
+#: options, limits) and not only the first error.
+TOKENS: dict[str, list[str]] = {
+    "target": [*POINT_NAMES[:6], "kvm_gmem_*", "*", "?", "p", "a.b", "tdh_mem_page_remove", "x.", "1p"],
+    "punct": ["=", ";", "[", "]", ",", "@", "->", "-", ">", "%", "*", "(", ")", ":", "/"],
+    "kind": ["off", "OFF", "ENOMEM", "enomem", "eagain", "EIO", "EWOULDBLOCK", "enomen", "callback",
+             "speculative_refcount", "extra_refcount", "tdx_error", "Tdx_Error", "kind", "E2BIG"],
+    "arg": ["refs", "hold", "code", "ref", "fatal", "TDX_OPERAND_BUSY", "TDX_NOPE", "none", "true", "False"],
+    "option": ["nth", "times", "every", "skip", "probability", "seed", "nht", "inf", "INF", "infinity"],
+    "key": ["phase", "index", "folio_order", "when", "_k"],
+    "number": ["0", "1", "2", "3", "100", "101", "1.5", ".5", "5.", "1e3", "1e999", "-1", "+2",
+               "0.25", "99999999999999999999", "007", "1e-3", "1E+2"],
+    "value": ["rollback", "forward", "2M", "a/b", "x:y", "'a b'", '"q\\"x"', "'unterminated", '""',
+              "none", "true", "-0.5", "nan", "inf"],
+    "space": [" ", "\t", "\n", "  "],
+}
+token = st.sampled_from(sorted(TOKENS)).flatmap(lambda k: st.sampled_from(TOKENS[k]))
+
+
+@st.composite
+def almost_armings(draw: st.DrawFn) -> str:
+    """The shape of an arming, each piece drawn from the right tokens most of the time."""
+    def piece(kind: str, other: float = 0.15) -> str:
+        if draw(st.floats(0, 1)) < other:
+            return draw(token)
+        return draw(st.sampled_from(TOKENS[kind]))
+
+    text = piece("target")
+    if draw(st.booleans()):
+        pairs = [piece("key") + piece("punct", 0.9) if False else piece("key") + "=" + piece("value")
+                 for _ in range(draw(st.integers(1, 3)))]
+        text += "[" + ",".join(pairs) + draw(st.sampled_from(["]", "]", "", ","]))
+    text += draw(st.sampled_from(["=", "=", "=", "", "=="]))
+    terms = []
+    for _ in range(draw(st.integers(1, 3))):
+        t = ""
+        if draw(st.booleans()):
+            t += piece("number") + draw(st.sampled_from(["%", "*", "", "%%"]))
+        if draw(st.booleans()):
+            t += piece("number") + "*"
+        t += piece("kind")
+        if draw(st.booleans()):
+            args = [draw(st.sampled_from(["", piece("arg") + "="])) + draw(st.sampled_from(
+                [piece("number"), piece("arg"), piece("value")])) for _ in range(draw(st.integers(0, 3)))]
+            t += "(" + ",".join(args) + draw(st.sampled_from([")", ")", "", ",)"]))
+        terms.append(t)
+    text += draw(st.sampled_from(["->", "->", "-> ", "-", ">"])).join(terms)
+    if draw(st.booleans()):
+        opts = [piece("option") + draw(st.sampled_from(["=", "=", ""])) + draw(st.sampled_from(
+            [piece("number"), piece("option"), piece("value")])) for _ in range(draw(st.integers(1, 3)))]
+        text += "@" + ",".join(opts)
+    return text
+
+
+@SETTINGS
+@given(st.lists(almost_armings(), min_size=1, max_size=3), st.lists(st.tuples(st.integers(0, 200), token), max_size=3),
+       st.sampled_from(["", " ", "\n"]))
+def test_token_sequences_raise_only_located_engine_errors(armings: list[str], noise: list[tuple[int, str]],
+                                                          sep: str) -> None:
+    text = (";" + sep).join(armings)
+    for at, tok in noise:  # a few tokens in the wrong place
+        at %= len(text) + 1
+        text = text[:at] + tok + text[at:]
+    check_rejects_properly(text, arm=True)
+
+
+@SETTINGS
+@given(st.lists(token, max_size=30).map("".join))
+def test_raw_token_soup_raises_only_located_engine_errors(text: str) -> None:
+    check_rejects_properly(text, arm=True)
+
+
+@pytest.mark.parametrize("text", [
+    "p=" + "1*off->" * 20_000 + "enomem",
+    "p[" + ",".join(f"k{i}=v" for i in range(20_000)) + "]=enomem",
+    ";" * 100_000,
+    " " * 100_000 + "p=enomem@nth=",
+    "p=" + "9" * 50_000 + "*enomem",
+    "p=enomem@seed=" + "9" * 50_000,
+    "p=speculative_refcount(" + "'" + "\\'" * 30_000,
+])
+def test_long_inputs_are_parsed_or_rejected_in_bounded_time(text: str) -> None:
+    check_rejects_properly(text)

@@ -1,0 +1,27 @@
+"""Hypothesis profiles for the whole suite (the fuzz and property tests take their example
+counts from it; a test that sets max_examples itself keeps its own).
+
+- ``dev`` (the default): a few hundred examples over all the fuzz tests, for local runs;
+- ``ci``: at least 10,000 over the fuzz tests (tests/faults/test_faults_grammar_props.py and
+  test_fuzz_inputs.py), loaded when the environment has ``CI=true`` (or with
+  ``--hypothesis-profile=ci``). ``python benchmarks/bench_fuzz.py`` times it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+#: Examples per fuzz test in each profile (the fuzz tests count: see FUZZ_TESTS in bench_fuzz.py).
+FUZZ_EXAMPLES = {"dev": 60, "ci": 800}
+
+for _name, _n in FUZZ_EXAMPLES.items():
+    settings.register_profile(
+        _name,
+        max_examples=_n,
+        deadline=None,  # the fuzz tests bound the time of one input themselves
+        suppress_health_check=[HealthCheck.too_slow],
+        print_blob=_name == "ci",  # a CI failure prints the @reproduce_failure line
+    )
+settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
