@@ -39,7 +39,7 @@ def check_retry(gmem):
     assert gmem.guest_read(0, 4) == b"data"
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50, deadline=None, derandomize=True, database=None)
 @given(schedules(points=POINTS, max_faults=3, max_nth=3))
 def test_retry_under_any_schedule(schedule):
     host = Host(revision="prealloc")  # a fresh host and file per example, built before arming
@@ -51,7 +51,8 @@ def test_retry_under_any_schedule(schedule):
 
 
 @pytest.mark.gmem(revision="prealloc")
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(schedules(points=POINTS, max_faults=3, max_nth=3))
 def test_retry_with_the_factory(gmem_factory, schedule):
     # gmem_factory is one object for every example, but each call makes a new file (checked
