@@ -285,9 +285,9 @@ def test_census_key_covers_conftest_files(pytester: pytest.Pytester) -> None:
 
 
 def test_census_cache_is_bounded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pytest_gmem.sweep
+    import pytest_gmem.sweep.census
 
-    monkeypatch.setattr(pytest_gmem.sweep, "CENSUS_CACHE_LIMIT", 3)
+    monkeypatch.setattr(pytest_gmem.sweep.census, "CENSUS_CACHE_LIMIT", 3)
     pytester.makepyfile(test_suite=SUITE, test_dice=SEEDED)
     for seed in range(6):  # every seed is a new key for a census that draws on it
         pytester.runpytest("--co", "-q", f"--gmem-seed={seed}")
