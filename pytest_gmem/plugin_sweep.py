@@ -11,18 +11,12 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from . import config as cfg
-from ._keys import MODEL_FIXTURES, PARAMS, SETTINGS, SWEEP, SWEEP_ERROR
+from ._keys import EXTRAS, MODEL_FIXTURES, PARAMS, RUN, SETTINGS, SWEEP, SWEEP_ERROR, ItemExtras
 from ._keys import known_revisions as _known_revisions
 from .testrun import TestRun
 
 if TYPE_CHECKING:
     from .sweep import Census, CensusCache, ItemState, Scenario, SweepSpec
-
-
-def seed_nodeid(item: pytest.Item) -> str:
-    """Sweep items and census runs take the seed of the test they sweep (same faker data)."""
-    sweep = item.stash.get(SWEEP, None)
-    return sweep.base_nodeid if sweep is not None else item.nodeid
 
 
 def sweep_requests(sweep: ItemState | None) -> list[cfg.ArmRequest]:
@@ -69,8 +63,10 @@ def _is_skip(exc: BaseException) -> bool:
 
 class Sweeps:
     """``fault_sweep`` / ``--gmem-sweep`` / ``--gmem-compare``: at collection, a census run of each
-    swept test finds the reachable faults and one item per scenario follows the test's own item
-    (see docs/sweeps.md); at the end, the outcome table and its pictures."""
+    swept test finds the reachable faults and one item per scenario (or per batch of scenarios)
+    follows the test's own item (see docs/sweeps.md); while a sweep item runs, what its fault did
+    (the hooks below act on sweep items only; what the core hooks do for them is in their
+    ``ItemExtras``); at the end, the outcome table and its pictures."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -174,8 +170,6 @@ class Sweeps:
     def _items(self, item: pytest.Function, scenarios: list[Scenario], tolerated: frozenset[str],
                batch: int | None) -> list[pytest.Function]:
         """One item per scenario, or (batched) one per run of ``batch`` scenarios."""
-        from .sweep import ItemState, Scenario
-
         if batch is None:
             return [self._item(item, s, tolerated) for s in scenarios]
         out: list[pytest.Function] = []
@@ -189,9 +183,10 @@ class Sweeps:
             new.gmem_tolerated = tolerated
             new.gmem_reports = []
             # the batch's own setup runs as its scenarios' items would (their revision, their
-            # seed, the rollback check on); its body runs no test but the scenarios
-            new.stash[SWEEP] = ItemState(Scenario((), group[0].revision), f"fault_sweep on {item.name}",
-                                         item.nodeid, tolerated=tolerated)
+            # seed, the rollback check on); its body runs no test but the scenarios, which call
+            # the public hooks and make the records (the batch makes neither)
+            new.stash[EXTRAS] = ItemExtras(seed_nodeid=item.nodeid, revision=group[0].revision,
+                                           revision_source="--gmem-compare", public=False)
             new.gmem_base = item  # type: ignore[attr-defined]
             out.append(new)
         return out
@@ -228,9 +223,26 @@ class Sweeps:
         from .sweep import ItemState
 
         new = self._clone(item, scenario.ident())
-        new.stash[SWEEP] = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid,
-                                     tolerated=tolerated, flags=self._flags(scenario))
+        state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid,
+                          tolerated=tolerated, flags=self._flags(scenario))
+        new.stash[SWEEP] = state
+        new.stash[EXTRAS] = self._extras(state, record=lambda run: self._record_fields(new, run))
         return new
+
+    @staticmethod
+    def _extras(state: ItemState, public: bool = True, record: Any = None) -> ItemExtras:
+        """What the core hooks do for a sweep item or census run: the swept test's seed, the
+        scenario's faults and revision, the options that make the item exist."""
+        return ItemExtras(seed_nodeid=state.base_nodeid, requests=tuple(sweep_requests(state)),
+                          revision=state.scenario.revision, revision_source="--gmem-compare",
+                          reproduce=state.flags, public=public, record=record)
+
+    @staticmethod
+    def _record_fields(item: pytest.Item, run: TestRun) -> dict[str, Any]:
+        """The ``sweep`` part of a sweep item's record (its outcome, for the table and the JSON)."""
+        sweep = item.stash[SWEEP]
+        record = sweep.record(sweep_outcome(run, sweep), run.problems, run.hosts, revision_of(item))
+        return {"sweep": {**record, "nodeid": item.nodeid}}
 
     @property
     def cache(self) -> CensusCache | None:
@@ -328,6 +340,7 @@ class Sweeps:
         clone = self._clone(item, CENSUS_ID)
         state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid, census_mode=True)
         clone.stash[SWEEP] = state
+        clone.stash[EXTRAS] = self._extras(state, public=False)  # census runs call no public hook
         capman = self.config.pluginmanager.getplugin("capturemanager")
         capturing = getattr(getattr(capman, "_global_capturing", None), "_state", None)
         try:
@@ -345,7 +358,10 @@ class Sweeps:
         return census
 
     # --- results ------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "gmem_batch", False) and hasattr(report, "gmem"):
+            del report.gmem  # a batch is no test of its own: its scenarios are (before the Collector)
         shipped = getattr(report, "gmem_reports", None)
         if shipped and not self.is_worker:  # a batch's scenarios, run on an xdist worker
             for data in shipped:
@@ -369,13 +385,66 @@ class Sweeps:
             return "", "", ""
         return None
 
+    # --- a sweep item while it runs -------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        error = item.stash.get(SWEEP_ERROR, None)
+        if error is not None:  # a bad fault_sweep marker: this test only is an error
+            pytest.fail(error, pytrace=False)
+
     @pytest.hookimpl(wrapper=True)
+    def pytest_gmem_make_host(self, item: pytest.Item) -> Any:
+        host = yield
+        sweep = item.stash.get(SWEEP, None)
+        swept = isinstance(item, SweepBatch) or (sweep is not None and not sweep.census_mode)
+        if swept and hasattr(host, "check_rollback"):
+            host.check_rollback = True  # a swept error must leave the file as it was (invariant 7)
+        return host
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        # trylast: inside the core's wrapper (armed before, checked after), next to the body, so
+        # that what the body raised is told from what the checks raise
+        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
+        if sweep is None or run is None:
+            return (yield)
+        run.scope.listeners.append(lambda fired: sweep.fired_fault(fired, run.hosts))
+        sweep.begin_body(run.scope)
+        try:
+            result = yield
+        except BaseException as exc:
+            sweep.body_raised(exc, skipped=_is_skip(exc))
+            sweep.end_body(run.scope, run.hosts)
+            raise
+        sweep.end_body(run.scope, run.hosts)
+        failure = None if sweep.census_mode else sweep.failure_after_body()
+        if failure:
+            pytest.fail(failure, pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Any:
+        sweep = item.stash.get(SWEEP, None)
+        try:
+            return (yield)
+        except BaseException as exc:  # a fixture's teardown failed (the plugin's checks come after)
+            if sweep is not None and not _is_skip(exc):
+                sweep.outside_body_raised("teardown", exc)
+            raise
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        # trylast: before the core records the phase's outcome and builds the test's record
         report = yield
+        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
+        if sweep is not None and run is not None:
+            if report.when == "setup" and report.failed:
+                sweep.outside_body_raised("setup", call.excinfo.value if call.excinfo else
+                                          Exception(report.longreprtext))
+            if not sweep.census_mode:
+                sweep_report(item, run, sweep, report)
         if isinstance(item, SweepBatch):
             report.gmem_batch = len(item.gmem_scenarios)
-            if hasattr(report, "gmem"):  # the batch is no test of its own: its scenarios are
-                del report.gmem
             if report.when == "teardown" and item.gmem_reports:
                 # On an xdist worker the scenarios' reports ride on the batch's last report (xdist
                 # sends only reports of the running item); the controller logs them one by one.
