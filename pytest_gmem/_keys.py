@@ -54,6 +54,17 @@ def seed_nodeid(item: pytest.Item) -> str:
 MODEL_FIXTURES = frozenset({"gmem_host", "gmem_vm", "gmem", "gmem_factory"})
 
 
+def revision_of(item: pytest.Item) -> str:
+    """The revision an item runs under (its marker, a sweep's scenario, the session's)."""
+    params = item.stash.get(PARAMS, None)
+    return (params.revision if params else None) or item.config.stash[SETTINGS].revision
+
+
+def is_skip(exc: BaseException) -> bool:
+    """``pytest.skip()`` / ``pytest.xfail()``: the test chose not to go on, it did not fail."""
+    return isinstance(exc, (pytest.skip.Exception, pytest.xfail.Exception))
+
+
 def known_revisions() -> Sequence[str]:
     """The revision names, from their registry (the model is not imported for them)."""
     return cfg.FALLBACK_REVISIONS

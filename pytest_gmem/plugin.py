@@ -82,7 +82,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gmem-compare", dest="gmem_compare", metavar="REVS", default=None, help=COMPARE_HELP)
     group.addoption("--gmem-sweep-depth", dest="gmem_sweep_depth", type=int, choices=(1, 2), default=1,
                     help=SWEEP_DEPTH_HELP)
-    from .plugin_sweep import BATCH_HELP
+    from .plugin_batch import BATCH_HELP
 
     group.addoption("--gmem-sweep-batch", dest="gmem_sweep_batch", metavar="N|off", default="64", help=BATCH_HELP)
     parser.addini("gmem_revision", cfg.REVISION_HELP, default="")

@@ -98,6 +98,18 @@ class ItemState:
     kernel_bug: bool = False
     detail: str = ""
 
+    def arm_requests(self) -> list[Any]:
+        """The scenario's faults as the plugin arms them at the start of the body
+        (``config.ArmRequest``: re-armed by kind name, ``source`` names the sweep)."""
+        from ..config import ArmRequest
+        from .spec import kind_args
+
+        out = []
+        for f in self.scenario.faults:
+            name, args = kind_args(f.kind)
+            out.append(ArmRequest(self.source, f.point, name, args, f.nth, 1, f.when()))
+        return out
+
     def fired_fault(self, fired: faults.Fired, hosts: Iterable[Any]) -> None:
         if fired.arming.source == self.source:
             self.watch.fired(hosts)
