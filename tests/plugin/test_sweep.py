@@ -177,6 +177,9 @@ def test_under_xdist_each_census_is_computed_once_and_shipped_when_cached(
     }
     assert outcomes["one.json"] == outcomes["cold.json"] == outcomes["warm.json"]
     assert len(outcomes["one.json"]) == len(SPLIT_IDS)
+    # the two scenarios of add_folio ran in one batch item on a worker, reported one by one
+    assert {f"test_suite.py::{i}" for i in SPLIT_IDS} == set(outcomes["warm.json"])
+    warm.stdout.fnmatch_lines(["*9 passed*"])  # 2 tests + 7 scenarios, counted per scenario
 
 
 def test_gmem_sweep_option_sweeps_every_model_test(pytester: pytest.Pytester) -> None:
