@@ -31,7 +31,7 @@ SWEEP_DEPTH_HELP = (
 )
 MARKER_HELP = (
     "fault_sweep(points='*', kinds=('ENOMEM',), max_nth=None, depth=1, expect=()): run the test "
-    "once per reachable (point, kind, nth), each its own item test_x[sweep-POINT-KIND-NTH]; "
+    "once per reachable (point, kind, nth), each scenario reported as test_x[sweep-POINT-KIND-NTH]; "
     "points: glob(s); kinds: in the fault grammar, e.g. 'speculative_refcount(hold=3)'; "
     "max_nth caps nth per point; depth=2 adds a second fault in the rollback phase; expect: "
     "outcomes reported as xfail instead of failures (e.g. ('warn',)); see docs/sweeps.md."
