@@ -65,6 +65,8 @@ class Sweeps:
         self.batch = parse_batch(config.getoption("gmem_sweep_batch", "off"))
         if any("[" in a and "sweep-" in a.partition("[")[2] for a in config.args):
             self.batch = None  # a scenario named on the command line: its own item, as the id says
+        if any(config.getoption(o, False) for o in ("lf", "failedfirst", "stepwise")):
+            self.batch = None  # the last failures are scenarios' node ids: collect those items
 
     @staticmethod
     def _revisions(value: str | None) -> list[str] | None:

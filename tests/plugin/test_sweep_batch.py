@@ -62,6 +62,14 @@ def test_every_scenario_of_a_batch_is_reported_on_its_own(pytester: pytest.Pytes
     again.stdout.fnmatch_lines([f"FAILED test_fr.py::test_fragile[[]sweep-{POINT}-ENOMEM-2[]]*"])
 
 
+def test_last_failed_reruns_the_failed_scenarios(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fr=FRAGILE)
+    pytester.runpytest("--gmem-seed=4").assert_outcomes(passed=1, failed=4)
+    again = pytester.runpytest("--gmem-seed=4", "--lf")
+    again.assert_outcomes(failed=4)  # the four scenarios, each its own item now
+    again.stdout.fnmatch_lines([f"FAILED test_fr.py::test_fragile[[]sweep-{POINT}-ENOMEM-3]*"])
+
+
 def test_batched_and_single_items_give_the_same_records(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_fr=CAUGHT)
     records = {}
