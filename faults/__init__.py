@@ -16,7 +16,7 @@
 from .arming import Arming, ChainPolicy, RulePolicy, Term
 from .diagnose import why_unfired
 from .errors import FaultError, KindNotAllowed, SpecSyntaxError, UnknownKind, UnknownPoint
-from .grammar import arm, parse
+from .grammar import arm, parse, parse_kind
 from .kinds import (
     Callback,
     Errno,
@@ -30,6 +30,7 @@ from .kinds import (
     enomem,
     errno_kind,
     extra_refcount,
+    kind_arguments,
     make_kind,
     speculative_refcount,
     tdx_error,
@@ -57,6 +58,6 @@ __all__ = [
     "Schedule", "Scope", "SpecSyntaxError", "SpeculativeRefcount", "TdxError", "Term", "TermSpec", "TraceEvent",
     "UnknownKind", "UnknownPoint", "activate", "active", "arm", "armed", "as_kind", "callback", "catalog",
     "current", "deactivate", "declare", "enomem", "errno_kind", "extra_refcount", "format_spec",
-    "get_point", "inject", "inject_chain", "make_kind", "match_points", "open_scope", "parse",
-    "scope", "speculative_refcount", "tdx_error", "why_unfired",
+    "get_point", "inject", "inject_chain", "kind_arguments", "make_kind", "match_points", "open_scope",
+    "parse", "parse_kind", "scope", "speculative_refcount", "tdx_error", "why_unfired",
 ]

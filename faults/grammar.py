@@ -95,6 +95,22 @@ def parse(text: str, source: str | None = None) -> list[ArmingSpec]:
     return _Parser(text, source).spec()
 
 
+def parse_kind(text: str, source: str | None = None) -> Kind:
+    """One kind in the text grammar (``"ENOMEM"``, ``"speculative_refcount(hold=3)"``,
+    ``"speculative_refcount(hold=none)"``, ``"tdx_error(fatal)"``); FaultError for anything else
+    (a count, a rule, a chain, ``off``)."""
+    where = f" (from {source})" if source else ""
+    specs = parse(f"kind={text.strip()}", source)
+    one = specs[0] if len(specs) == 1 and len(specs[0].terms) == 1 else None
+    if one is None or one.rule is not None or one.when or one.seed is not None or one.terms[0].count \
+            or one.terms[0].percent is not None:
+        raise FaultError(f"{text!r} is not a single fault kind (no count, percentage, rule or filter){where}")
+    kind = one.terms[0].kind
+    if isinstance(kind, Off):
+        raise FaultError(f"'off' is not a fault kind{where}")
+    return kind
+
+
 def arm(text_or_specs: str | ArmingSpec | Iterable[ArmingSpec], source: str | None = None) -> list[Arming]:
     """Arm every arming of a spec (text, one parsed arming or several) in the current scope,
     all or nothing: if one fails (unknown

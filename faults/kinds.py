@@ -6,6 +6,7 @@ reports. Kinds are frozen values so they can be shared, compared and printed.
 
 from __future__ import annotations
 
+import dataclasses
 import errno as _errno
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,12 +28,17 @@ TDX_FATAL_ALIAS = "TDX_SW_ERROR"
 
 
 class Kind:
-    """Base of all kinds. ``name`` is the short name; ``label()`` a one-word description."""
+    """Base of all kinds. ``name`` is the short name; ``label()`` a one-word description;
+    ``id_label()`` the compact form in a pytest item id (fault sweeps, coverage contexts)."""
 
     name: ClassVar[str] = "kind"
 
     def label(self) -> str:
         return self.name
+
+    def id_label(self) -> str:
+        """No '-', '[' or spaces: ``label()`` with its punctuation turned into dots."""
+        return self.label().replace("(", ".").replace(")", "").replace(",", ".").replace("=", "")
 
     def __str__(self) -> str:
         return self.label()
@@ -57,6 +63,9 @@ class Errno(Kind):
     def errno(self) -> int:
         return int(getattr(_errno, self.code))
 
+    def id_label(self) -> str:
+        return self.code  # ENOMEM
+
 
 @dataclass(frozen=True)
 class SpeculativeRefcount(Kind):
@@ -76,6 +85,10 @@ class SpeculativeRefcount(Kind):
     def label(self) -> str:
         return f"speculative_refcount(refs={self.refs},hold={self.hold})"
 
+    def id_label(self) -> str:
+        refs = "" if self.refs == 1 else f".x{self.refs}"
+        return f"specref{refs}{'.forever' if self.hold is None else f'.hold{self.hold}'}"  # specref.x2.hold3
+
 
 @dataclass(frozen=True)
 class ExtraRefcount(Kind):
@@ -90,6 +103,9 @@ class ExtraRefcount(Kind):
 
     def label(self) -> str:
         return f"extra_refcount(refs={self.refs})"
+
+    def id_label(self) -> str:
+        return "extraref" if self.refs == 1 else f"extraref.x{self.refs}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,10 @@ class TdxError(Kind):
 
     def label(self) -> str:
         return f"tdx_error({self.code})"
+
+    def id_label(self) -> str:
+        code = self.code.lower().removeprefix("tdx_")
+        return "tdx.busy" if code == "operand_busy" else f"tdx.{code}"  # tdx.sw_error
 
 
 @dataclass(frozen=True)
@@ -179,6 +199,16 @@ def tdx_error(code: str = "TDX_OPERAND_BUSY") -> TdxError:
 def callback(fn: Callable[[Mapping[str, Any]], Kind | None]) -> Callback:
     """Run ``fn(context)`` when the point fires."""
     return Callback(fn)
+
+
+def kind_arguments(kind: Kind) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """``(name, keyword arguments)`` that rebuild ``kind`` with :func:`make_kind` (every field
+    given): errno codes and the parametrized kinds; a callback or ``off`` has none (UnknownKind)."""
+    if isinstance(kind, Errno):
+        return kind.code, ()
+    if isinstance(kind, Off) or PARAM_KINDS.get(kind.name) is not type(kind):
+        raise UnknownKind(f"fault kind {kind.label()} cannot be rebuilt by name")
+    return kind.name, tuple((f.name, getattr(kind, f.name)) for f in dataclasses.fields(kind) if f.init)  # type: ignore[arg-type]
 
 
 def kind_names() -> list[str]:

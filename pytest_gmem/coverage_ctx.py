@@ -61,11 +61,9 @@ def phase_context(nodeid: str, phase: str) -> str:
 
 def fault_label(fired: Any) -> str:
     """``{point}:{kind}#{nth}`` of a ``faults.Fired``, the kind spelled as in a sweep item's id
-    (``sweep.kind_label``: ``ENOMEM``, ``specref.hold3``, ``specref.forever``, ``tdx.busy``), so
+    (``Kind.id_label``: ``ENOMEM``, ``specref.hold3``, ``specref.forever``, ``tdx.busy``), so
     that distinct kinds stay distinct (``Fired.label()`` says only ``speculative_refcount``)."""
-    from .sweep import kind_label
-
-    return f"{fired.point}:{kind_label(fired.kind)}#{fired.nth}"
+    return f"{fired.point}:{fired.kind.id_label()}#{fired.nth}"
 
 
 def fault_context(base: str, labels: list[str]) -> str:

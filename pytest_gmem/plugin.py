@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import config as cfg
-from ._keys import MODEL_FIXTURES, PARAMS, PHASES, RUN, SESSION_FAULTS, SETTINGS, SWEEP, SWEEP_ERROR
+from ._keys import EXTRAS, MODEL_FIXTURES, NO_EXTRAS, PARAMS, PHASES, RUN, SESSION_FAULTS, SETTINGS, seed_nodeid
 from ._keys import known_revisions as _known_revisions
 from .plugin_coverage import CoverageHooks
 from .plugin_determinism import DeterminismCheck
 from .plugin_report import Collector, FakerSeed, XdistHooks
-from .plugin_sweep import Sweeps, revision_of, seed_nodeid, sweep_outcome, sweep_report, sweep_requests
+from .plugin_sweep import Sweeps
 from .plugin_trace import TraceHider
 from .report import (
     build_record,
@@ -91,6 +91,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gmem-compare", dest="gmem_compare", metavar="REVS", default=None, help=COMPARE_HELP)
     group.addoption("--gmem-sweep-depth", dest="gmem_sweep_depth", type=int, choices=(1, 2), default=1,
                     help=SWEEP_DEPTH_HELP)
+    from .plugin_batch import BATCH_HELP
+
+    group.addoption("--gmem-sweep-batch", dest="gmem_sweep_batch", metavar="N|off", default="64", help=BATCH_HELP)
     parser.addini("gmem_revision", cfg.REVISION_HELP, default="")
     parser.addini("gmem_faults", cfg.FAULT_HELP, type="linelist", default=[])
     parser.addini("gmem_seed", cfg.SEED_HELP, default="")
@@ -215,18 +218,13 @@ def _read_markers(item: pytest.Item) -> tuple[cfg.GmemParams, list[cfg.ArmReques
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # A plain hook (not a wrapper) so that failing here leaves other plugins' setup wrappers,
     # and their teardown, consistent; tryfirst: before the fixtures are set up.
-    sweep_error = item.stash.get(SWEEP_ERROR, None)
-    if sweep_error is not None:  # a bad fault_sweep marker: this test only is an error
-        pytest.fail(sweep_error, pytrace=False)
     settings = item.config.stash[SETTINGS]
-    sweep = item.stash.get(SWEEP, None)
+    extras = item.stash.get(EXTRAS, NO_EXTRAS)  # what a mode's plugin object asks for its items
     run = TestRun(item.nodeid, cfg.seed_for(settings.seed, seed_nodeid(item)))
     item.stash[RUN] = run
     run.start()
-    if sweep is None or not sweep.census_mode:  # census runs call no public hook
+    if extras.public:
         run.scope.listeners.append(lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired))
-    if sweep is not None:
-        run.scope.listeners.append(lambda fired: sweep.fired_fault(fired, run.hosts))
     error: str | None = None
     try:
         params, requests, allow = _read_markers(item)
@@ -235,10 +233,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         error = str(exc)
     if error is not None:
         pytest.fail(f"gmem: {error}", pytrace=False)
-    if sweep is not None and sweep.scenario.revision:  # --gmem-compare: the scenario's revision
-        params = dataclasses.replace(params, revision=sweep.scenario.revision, revision_source="--gmem-compare")
+    if extras.revision:
+        params = dataclasses.replace(params, revision=extras.revision, revision_source=extras.revision_source)
     item.stash[PARAMS] = params
-    run.requests = [*item.config.stash[SESSION_FAULTS], *requests, *sweep_requests(sweep)]
+    run.requests = [*item.config.stash[SESSION_FAULTS], *requests, *extras.requests]
     run.allow = allow
     run.check = params.check
 
@@ -255,32 +253,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         error = str(exc)
     if error is not None:
         pytest.fail(f"gmem: {error}", pytrace=False)
-    sweep = item.stash.get(SWEEP, None)
-    if sweep is not None:
-        sweep.begin_body(run.scope)
     try:
         result = yield
-    except BaseException as exc:
-        if sweep is not None:
-            sweep.body_raised(exc, skipped=_is_skip(exc))
+    except BaseException:
         _after_body(item, run, body_failed=True)
         raise
     _after_body(item, run, body_failed=False)
-    failure = sweep.failure_after_body() if sweep is not None and not sweep.census_mode else None
-    if failure:
-        pytest.fail(failure, pytrace=False)
     return result
 
 
-def _is_skip(exc: BaseException) -> bool:
-    """``pytest.skip()`` / ``pytest.xfail()``: the test chose not to go on, it did not fail."""
-    return isinstance(exc, (pytest.skip.Exception, pytest.xfail.Exception))
-
-
 def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
-    sweep = item.stash.get(SWEEP, None)
-    if sweep is not None:
-        sweep.end_body(run.scope, run.hosts)
     problems = run.end_body()
     leaked = run.root_leaks()
     record = _record(item, run) if run.touched() or problems or leaked else None
@@ -289,7 +271,8 @@ def _after_body(item: pytest.Item, run: TestRun, body_failed: bool) -> None:
     texts = [root_leak_text(run.nodeid, leaked)] if leaked else []
     if problems and record is not None:
         texts.append(_problems_text(run, problems, record["reproduce"]))
-    strict = strict_failure(run) if sweep is None and item.config.stash[SETTINGS].strict_faults else None
+    plain = EXTRAS not in item.stash  # a sweep's items say themselves when a fault never fired
+    strict = strict_failure(run) if plain and item.config.stash[SETTINGS].strict_faults else None
     if strict and not body_failed:  # a failed body shows the diagnosis in its gmem faults section
         texts.append(strict)
     if texts:
@@ -303,9 +286,7 @@ def _record(item: pytest.Item, run: TestRun) -> dict[str, Any]:
     """The test's record; the reproduce line of a sweep item carries the flags that make it exist."""
     settings = item.config.stash[SETTINGS]
     record = build_record(run, settings.seed, _cli_revision(settings), _cli_faults(settings))
-    sweep = item.stash.get(SWEEP, None)
-    if sweep is not None:
-        record["reproduce"] += sweep.flags
+    record["reproduce"] += item.stash.get(EXTRAS, NO_EXTRAS).reproduce
     return record
 
 
@@ -326,12 +307,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     run = item.stash.get(RUN, None)
     try:
         result = yield
-    except BaseException as exc:  # a fixture's teardown failed (the plugin's own checks come below)
-        sweep = item.stash.get(SWEEP, None)
-        if sweep is not None and not _is_skip(exc):
-            sweep.outside_body_raised("teardown", exc)
-        raise
-    finally:
+    finally:  # whatever a fixture's teardown did, the plugin's own checks come here
         if run is not None:
             earlier = bool(run.problems)
             try:
@@ -353,21 +329,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     run = item.stash.get(RUN, None)
     if run is None:
         return report
-    sweep = item.stash.get(SWEEP, None)
-    if sweep is not None and report.when == "setup" and report.failed:
-        sweep.outside_body_raised("setup", call.excinfo.value if call.excinfo else Exception(report.longreprtext))
-    if sweep is not None and not sweep.census_mode:
-        sweep_report(item, run, sweep, report)
+    extras = item.stash.get(EXTRAS, NO_EXTRAS)
     phases = item.stash.setdefault(PHASES, {})
     phases[report.when] = (report.outcome, hasattr(report, "wasxfail"))
     if report.when == "teardown":
         record = _record(item, run)
         record["outcome"] = combine_outcome(phases)
-        if sweep is not None:
-            record["sweep"] = sweep.record(sweep_outcome(run, sweep), run.problems, run.hosts, revision_of(item))
-            record["sweep"]["nodeid"] = item.nodeid
+        if extras.record is not None:
+            record.update(extras.record(run))
         report.gmem = record  # builtins only: serialized to the xdist controller with the report
-        if sweep is None or not sweep.census_mode:  # census runs call no public hook
+        if extras.public:
             item.ihook.pytest_gmem_test_outcome(item=item, outcome=record["outcome"], record=record)
     return report
 
@@ -432,9 +403,6 @@ def _make_host(request: pytest.FixtureRequest, revision: str | None, hugetlb: Ma
     host = request.node.ihook.pytest_gmem_make_host(
         item=request.node, config=request.config, revision=rev, hugetlb=pools
     )
-    sweep = request.node.stash.get(SWEEP, None)
-    if sweep is not None and not sweep.census_mode and hasattr(host, "check_rollback"):
-        host.check_rollback = True  # a swept error must leave the file as it was (invariant 7)
     return _run(request).add_host(host)
 
 

@@ -77,6 +77,31 @@ class CoverageHooks:
         finally:
             self.contexts.finish()
 
+    def scenario(self, nodeid: str) -> Any:
+        """A context manager around the body of one scenario of a batched sweep item: labelled
+        as that scenario's own item would be (``{nodeid}|run|fault=...``)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def labelled() -> Generator[None, None, None]:
+            if not self._switching():
+                yield
+                return
+            outer = (self.contexts.nodeid, self.contexts.phase)
+            self.contexts.end()
+            self.contexts.begin(nodeid, "call")
+            if self.contexts.base():
+                self.contexts._switch(self.contexts.base())
+            try:
+                yield
+            finally:
+                self.contexts.end()
+                self.contexts.begin(*outer)
+                if self.contexts.base():
+                    self.contexts._switch(self.contexts.base())
+
+        return labelled()
+
     def pytest_gmem_fault_fired(self, fired: Any) -> None:
         from .coverage_ctx import fault_label
 

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from . import config as cfg
-from ._keys import SETTINGS
-from .plugin_sweep import seed_nodeid
+from ._keys import SETTINGS, seed_nodeid
 from .report import Summary, interesting
 
 

@@ -11,35 +11,13 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from . import config as cfg
-from ._keys import MODEL_FIXTURES, PARAMS, SETTINGS, SWEEP, SWEEP_ERROR
+from ._keys import EXTRAS, MODEL_FIXTURES, RUN, SETTINGS, SWEEP, SWEEP_ERROR, ItemExtras, is_skip, revision_of
 from ._keys import known_revisions as _known_revisions
+from .plugin_batch import SweepBatch, batch_ident, batches, not_resumable, parse_batch
 from .testrun import TestRun
 
 if TYPE_CHECKING:
     from .sweep import Census, CensusCache, ItemState, Scenario, SweepSpec
-
-
-def seed_nodeid(item: pytest.Item) -> str:
-    """Sweep items and census runs take the seed of the test they sweep (same faker data)."""
-    sweep = item.stash.get(SWEEP, None)
-    return sweep.base_nodeid if sweep is not None else item.nodeid
-
-
-def sweep_requests(sweep: ItemState | None) -> list[cfg.ArmRequest]:
-    from .sweep import kind_args
-
-    if sweep is None:
-        return []
-    out = []
-    for f in sweep.scenario.faults:
-        name, args = kind_args(f.kind)
-        out.append(cfg.ArmRequest(sweep.source, f.point, name, args, f.nth, 1, f.when()))
-    return out
-
-
-def revision_of(item: pytest.Item) -> str:
-    params = item.stash.get(PARAMS, None)
-    return (params.revision if params else None) or item.config.stash[SETTINGS].revision
 
 
 def sweep_outcome(run: TestRun, sweep: ItemState) -> str:
@@ -64,8 +42,10 @@ def sweep_report(item: pytest.Item, run: TestRun, sweep: ItemState, report: pyte
 
 class Sweeps:
     """``fault_sweep`` / ``--gmem-sweep`` / ``--gmem-compare``: at collection, a census run of each
-    swept test finds the reachable faults and one item per scenario follows the test's own item
-    (see docs/sweeps.md); at the end, the outcome table and its pictures."""
+    swept test finds the reachable faults and one item per scenario (or per batch of scenarios)
+    follows the test's own item (see docs/sweeps.md); while a sweep item runs, what its fault did
+    (the hooks below act on sweep items only; what the core hooks do for them is in their
+    ``ItemExtras``); at the end, the outcome table and its pictures."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -82,6 +62,11 @@ class Sweeps:
         workerinput = getattr(config, "workerinput", None)
         self._shipped: dict[str, Any] = dict(workerinput.get("gmem_census", {})) if workerinput else {}
         self._worker_counts: list[tuple[int, int]] = []  # the workers' (runs, read), on the controller
+        self.batch = parse_batch(config.getoption("gmem_sweep_batch", "off"))
+        if any("[" in a and "sweep-" in a.partition("[")[2] for a in config.args):
+            self.batch = None  # a scenario named on the command line: its own item, as the id says
+        if any(config.getoption(o, False) for o in ("lf", "failedfirst", "stepwise")):
+            self.batch = None  # the last failures are scenarios' node ids: collect those items
 
     @staticmethod
     def _revisions(value: str | None) -> list[str] | None:
@@ -144,6 +129,7 @@ class Sweeps:
         revisions: list[str | None] = list(self.compare) if self.compare and not pinned else [None]
         tolerated = frozenset(OUTCOMES) if self.compare else spec.expect | PASSING
         out: list[pytest.Function] = []
+        batch = self.batch if self.batch and not_resumable(item) is None else None
         for rev in revisions:
             base = Scenario((), rev)
             census = self._census(item, base, spec)
@@ -155,11 +141,36 @@ class Sweeps:
                     "no sweep items (run the test alone to see why)"), stacklevel=1)
                 continue
             first = plan(spec, census.hits, base)
-            out.extend(self._item(item, s, tolerated) for s in first)
+            out.extend(self._items(item, first, tolerated, batch))
             if spec.depth == 2:
                 for parent in first:
                     rb = self._census(item, parent, spec).phase_hits.get(ROLLBACK, {})
-                    out.extend(self._item(item, s, tolerated) for s in plan(spec, rb, parent, ROLLBACK))
+                    out.extend(self._items(item, plan(spec, rb, parent, ROLLBACK), tolerated, batch))
+        return out
+
+    def _items(self, item: pytest.Function, scenarios: list[Scenario], tolerated: frozenset[str],
+               batch: int | None) -> list[pytest.Function]:
+        """One item per scenario, or (batched) one per run of ``batch`` scenarios."""
+        if batch is None:
+            return [self._item(item, s, tolerated) for s in scenarios]
+        out: list[pytest.Function] = []
+        for group in batches(scenarios, batch):
+            if len(group) == 1:
+                out.append(self._item(item, group[0], tolerated))
+                continue
+            new = self._clone(item, batch_ident(group), SweepBatch)
+            assert isinstance(new, SweepBatch)
+            new.gmem_scenarios = group
+            new.gmem_tolerated = tolerated
+            new.gmem_reports = []
+            new.gmem_base = item
+            new.gmem_flags = self._flags
+            # the batch's own setup runs as its scenarios' items would (their revision, their
+            # seed, the rollback check on); its body runs no test but the scenarios, which call
+            # the public hooks and make the records (the batch makes neither)
+            new.stash[EXTRAS] = ItemExtras(seed_nodeid=item.nodeid, revision=group[0].revision,
+                                           revision_source="--gmem-compare", public=False)
+            out.append(new)
         return out
 
     def _flags(self, scenario: Scenario) -> str:
@@ -172,7 +183,8 @@ class Sweeps:
             flags += f" --gmem-sweep-depth={self.depth}"
         return flags
 
-    def _clone(self, item: pytest.Function, extra_id: str | None = None) -> pytest.Function:
+    def _clone(self, item: pytest.Function, extra_id: str | None = None,
+               cls: type[pytest.Function] = pytest.Function) -> pytest.Function:
         """A new item of the same test function; ``extra_id`` is appended to its parameter ids
         (through the callspec: pytest >= 9.2 builds node ids from the callspec, not the name)."""
         import _pytest.python as pyt
@@ -184,7 +196,7 @@ class Sweeps:
             callspec = dataclasses.replace(base, _idlist=(*base._idlist, extra_id))
         name = f"{item.originalname}[{callspec.id}]" if callspec is not None else item.originalname
         keywords = {callspec.id: True} if callspec is not None else {}
-        return pytest.Function.from_parent(
+        return cls.from_parent(
             item.parent, name=name, callspec=callspec, fixtureinfo=item._fixtureinfo,
             keywords=keywords, originalname=item.originalname,
         )
@@ -193,9 +205,26 @@ class Sweeps:
         from .sweep import ItemState
 
         new = self._clone(item, scenario.ident())
-        new.stash[SWEEP] = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid,
-                                     tolerated=tolerated, flags=self._flags(scenario))
+        state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid,
+                          tolerated=tolerated, flags=self._flags(scenario))
+        new.stash[SWEEP] = state
+        new.stash[EXTRAS] = self._extras(state, record=lambda run: self._record_fields(new, run))
         return new
+
+    @staticmethod
+    def _extras(state: ItemState, public: bool = True, record: Any = None) -> ItemExtras:
+        """What the core hooks do for a sweep item or census run: the swept test's seed, the
+        scenario's faults and revision, the options that make the item exist."""
+        return ItemExtras(seed_nodeid=state.base_nodeid, requests=tuple(state.arm_requests()),
+                          revision=state.scenario.revision, revision_source="--gmem-compare",
+                          reproduce=state.flags, public=public, record=record)
+
+    @staticmethod
+    def _record_fields(item: pytest.Item, run: TestRun) -> dict[str, Any]:
+        """The ``sweep`` part of a sweep item's record (its outcome, for the table and the JSON)."""
+        sweep = item.stash[SWEEP]
+        record = sweep.record(sweep_outcome(run, sweep), run.problems, run.hosts, revision_of(item))
+        return {"sweep": {**record, "nodeid": item.nodeid}}
 
     @property
     def cache(self) -> CensusCache | None:
@@ -293,6 +322,7 @@ class Sweeps:
         clone = self._clone(item, CENSUS_ID)
         state = ItemState(scenario, f"fault_sweep on {item.name}", item.nodeid, census_mode=True)
         clone.stash[SWEEP] = state
+        clone.stash[EXTRAS] = self._extras(state, public=False)  # census runs call no public hook
         capman = self.config.pluginmanager.getplugin("capturemanager")
         capturing = getattr(getattr(capman, "_global_capturing", None), "_state", None)
         try:
@@ -310,10 +340,104 @@ class Sweeps:
         return census
 
     # --- results ------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "gmem_batch", False) and hasattr(report, "gmem"):
+            del report.gmem  # a batch is no test of its own: its scenarios are (before the Collector)
+        shipped = getattr(report, "gmem_reports", None)
+        if shipped and not self.is_worker:  # a batch's scenarios, run on an xdist worker
+            for data in shipped:
+                rep = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
+                self.config.hook.pytest_runtest_logreport(report=rep)
         record = getattr(report, "gmem", None)
-        if report.when == "teardown" and isinstance(record, dict) and isinstance(record.get("sweep"), dict):
+        if not (isinstance(record, dict) and isinstance(record.get("sweep"), dict)):
+            return
+        if report.when == "teardown":
             self.records.append(record)
+        elif getattr(report, "gmem_scenario", False):  # a scenario of a batch: its one report
+            self.records.append(record)
+            collector = self.config.pluginmanager.get_plugin("gmem-collector")
+            if collector is not None:
+                collector.summary.add(record)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        """A batch's own passing call is not a test: its scenarios' reports are counted instead."""
+        if report.when == "call" and report.passed and getattr(report, "gmem_batch", False):
+            return "", "", ""
+        return None
+
+    # --- a sweep item while it runs -------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        error = item.stash.get(SWEEP_ERROR, None)
+        if error is not None:  # a bad fault_sweep marker: this test only is an error
+            pytest.fail(error, pytrace=False)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_gmem_make_host(self, item: pytest.Item) -> Any:
+        host = yield
+        sweep = item.stash.get(SWEEP, None)
+        swept = isinstance(item, SweepBatch) or (sweep is not None and not sweep.census_mode)
+        if swept and hasattr(host, "check_rollback"):
+            host.check_rollback = True  # a swept error must leave the file as it was (invariant 7)
+        return host
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        # trylast: inside the core's wrapper (armed before, checked after), next to the body, so
+        # that what the body raised is told from what the checks raise
+        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
+        if sweep is None or run is None:
+            return (yield)
+        run.scope.listeners.append(lambda fired: sweep.fired_fault(fired, run.hosts))
+        sweep.begin_body(run.scope)
+        try:
+            result = yield
+        except BaseException as exc:
+            sweep.body_raised(exc, skipped=is_skip(exc))
+            sweep.end_body(run.scope, run.hosts)
+            raise
+        sweep.end_body(run.scope, run.hosts)
+        failure = None if sweep.census_mode else sweep.failure_after_body()
+        if failure:
+            pytest.fail(failure, pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Any:
+        sweep = item.stash.get(SWEEP, None)
+        try:
+            return (yield)
+        except BaseException as exc:  # a fixture's teardown failed (the plugin's checks come after)
+            if sweep is not None and not is_skip(exc):
+                sweep.outside_body_raised("teardown", exc)
+            raise
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        # trylast: before the core records the phase's outcome and builds the test's record
+        report = yield
+        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
+        if sweep is not None and run is not None:
+            if report.when == "setup" and report.failed:
+                sweep.outside_body_raised("setup", call.excinfo.value if call.excinfo else
+                                          Exception(report.longreprtext))
+            if not sweep.census_mode:
+                sweep_report(item, run, sweep, report)
+        if isinstance(item, SweepBatch):
+            report.gmem_batch = len(item.gmem_scenarios)
+            if report.when == "teardown" and item.gmem_reports:
+                # On an xdist worker the scenarios' reports ride on the batch's last report (xdist
+                # sends only reports of the running item); the controller logs them one by one.
+                report.gmem_reports, item.gmem_reports = item.gmem_reports, []
+        return report
+
+    # --- batches --------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """The terminal's progress counts scenarios: a batch of N is N tests."""
+        session.testscollected += sum(len(i.gmem_scenarios) - 1 for i in session.items if isinstance(i, SweepBatch))
 
     def _command(self) -> str:
         import shlex

@@ -7,11 +7,21 @@ as a fill run, other pages as their 4096 bytes: memory grows with what was writt
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from .intervals import IntervalMap
 from .units import PAGE_SHIFT, PAGE_SIZE
 
 ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+def digest_items(items: Iterable[tuple[int, int, int | bytes]]) -> str:
+    """A short digest of content runs ``(start, end, fill byte or page bytes)``."""
+    h = hashlib.blake2b(digest_size=8)
+    for s, e, v in items:
+        h.update(f"{s}:{e}:".encode())
+        h.update(bytes([v]) if isinstance(v, int) else v)
+    return h.hexdigest()
 
 
 class Contents:
@@ -90,11 +100,7 @@ class Contents:
         self.pages.clear(start, end)
 
     def digest(self, start: int = 0, end: int | None = None) -> str:
-        h = hashlib.blake2b(digest_size=8)
-        for s, e, v in (self.pages.items() if end is None else self.pages.items(start, end)):
-            h.update(f"{s}:{e}:".encode())
-            h.update(bytes([v]) if isinstance(v, int) else v)
-        return h.hexdigest()
+        return digest_items(self.pages.items() if end is None else self.pages.items(start, end))
 
     def written_ranges(self) -> list[tuple[int, int]]:
         return [(s, e) for s, e, _ in self.pages.items()]

@@ -8,7 +8,7 @@ keeping HugeTLB split/merge), after which nothing can fail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import faults
@@ -16,12 +16,12 @@ import faults
 from . import restructure
 from .errors import EAGAIN, EINVAL, ENOMEM, ConversionError, ConvFailure
 from .shareability import P_STORE, PRIVATE, SHARED
-from .snapshot import take as take_snapshot
+from .snapshot import capture, from_image
 from .units import PAGE_SHIFT, PAGE_SIZE, U64_MASK
 
 if TYPE_CHECKING:
     from .guest_memfd import GuestMemfd
-    from .snapshot import Snapshot
+    from .snapshot import Image
 
 P_COMPUTE_WORK = faults.declare(
     "kvm_gmem_convert_compute_work", {"ENOMEM"},
@@ -81,7 +81,7 @@ def run_conversion(g: GuestMemfd, name: str, start: int, nr: int, to_shared: boo
     ``kvm_gmem_convert_range`` / ``__kvm_gmem_set_attributes``, the rollback check when on, and
     the errno and ``error_offset`` userspace sees (ConversionError)."""
     window = _rollback_window(g, start, nr) if g.host.check_rollback else None
-    before = take_snapshot(g, window) if window is not None else None
+    before = capture(g, window) if window is not None else None  # cheap: compared only on failure
     arch_before = g.vm.rollback_state(g, *window) if window is not None else None
     warned = len(g.host.warnings)
     try:
@@ -113,7 +113,7 @@ def _rollback_window(g: GuestMemfd, start: int, nr: int) -> tuple[int, int]:
     return start - start % n, min(g.nr_pages, -(-(start + nr) // n) * n)
 
 
-def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Snapshot,
+def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Image,
                        window: tuple[int, int], contents: bool,
                        arch: tuple[object, object] | None = None) -> None:
     """``host.check_rollback``: a conversion that failed with ENOMEM or EAGAIN without a WARN
@@ -121,10 +121,10 @@ def _check_rolled_back(g: GuestMemfd, name: str, e: ConvFailure, before: Snapsho
     tables aside; record what differs otherwise (a silent partial conversion). ``contents``
     False: a TDX removal before the point of no return cleared the pages, as the hardware does.
     ``arch``: the VM's own state before and after (TDX: accept state), compared too."""
-    after = take_snapshot(g, window)
+    after = capture(g, window)
     if not contents:
-        before, after = replace(before, contents=()), replace(after, contents=())
-    diff = before.diff(after)
+        before, after = before._replace(contents=()), after._replace(contents=())
+    diff = from_image(before).diff(from_image(after)) if before != after else []
     if arch is not None and arch[0] != arch[1]:
         diff.append(f"arch state (TDX: pending pages) {arch[0]!r} -> {arch[1]!r}")
     if diff:

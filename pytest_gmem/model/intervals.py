@@ -15,6 +15,10 @@ from sortedcontainers import SortedDict
 V = TypeVar("V")
 
 
+def _equal(a: object, b: object) -> bool:
+    return a == b
+
+
 class IntervalMap(Generic[V]):
     """Disjoint ``[start, end) -> value`` intervals, kept in a ``SortedDict`` keyed by start."""
 
@@ -22,7 +26,7 @@ class IntervalMap(Generic[V]):
 
     def __init__(self, mergeable: Callable[[V, V], bool] | None = None) -> None:
         self._d: SortedDict = SortedDict()  # start -> (end, value)
-        self._mergeable = mergeable or (lambda a, b: a == b)
+        self._mergeable = mergeable or _equal
 
     def __len__(self) -> int:
         return len(self._d)

@@ -346,6 +346,32 @@ def test_the_rollback_check_compares_only_the_conversions_window() -> None:
     assert host.rollback_failures == [] and host.violations() == []
 
 
+def test_a_corruption_outside_the_window_is_left_to_the_after_test_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rollback check compares only the conversion's window; a rollback that (wrongly)
+    changed a page elsewhere passes it, and the invariants checked after every test find it:
+    here a huge folio outside the window left covering a shared page."""
+    from pytest_gmem.model import conversion
+    from pytest_gmem.model.shareability import SHARED
+
+    real = conversion.execute_work
+
+    def stray_rollback(g: GuestMemfd, w: conversion.Work, to_shared: bool, phase: str) -> None:
+        real(g, w, to_shared, phase)
+        if phase == "rollback":
+            g.share.store(1024 + 7, 1024 + 8, SHARED)  # one page of the third huge page
+
+    host = Host(hugetlb={"2M": 16}, revision="fixed", check_rollback=True)
+    g = host.create_vm().create_guest_memfd(size=4 * MB2, mmap=True, init_private=True, page_size="2M")
+    g.guest_write(2 * MB2, b"third huge page")  # a huge folio outside the window
+    g.convert_shared(4096, 4096)  # convert_shared(0, 16K) then has two work items: [0, 4K), [8K, 16K)
+    monkeypatch.setattr(conversion, "execute_work", stray_rollback)
+    with faults.inject("kvm_gmem_shareability_store", "ENOMEM", nth=2), pytest.raises(ConversionError):
+        g.convert_shared(0, 4 * 4096)
+    monkeypatch.setattr(conversion, "execute_work", real)
+    assert host.rollback_failures == []  # the window [0, 2M) is as it was
+    assert [v for v in host.violations() if v.startswith("[2 split]") and "0x400000" in v], host.violations()
+
+
 # --- defect 6: the inner rollback undoes huge pages the forward loop never touched -------------
 @pytest.mark.parametrize("revision", ["rfc-v2", "fixed", "prealloc"])
 def test_rollback_merges_a_page_split_before_the_conversion(revision: str) -> None:

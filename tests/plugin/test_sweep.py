@@ -45,13 +45,17 @@ SPLIT_IDS = [
 ]
 
 
+#: One item per scenario (the default runs consecutive scenarios of a point in one batch item)
+OFF = "--gmem-sweep-batch=off"
+
+
 def _ids(result: pytest.RunResult) -> list[str]:
     return sorted(line.split("::", 1)[1] for line in result.stdout.lines if "::" in line)
 
 
 def test_item_ids_one_per_reachable_fault(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", OFF)
     assert _ids(result) == sorted(["test_not_swept", "test_split", *SPLIT_IDS])
 
 
@@ -173,6 +177,9 @@ def test_under_xdist_each_census_is_computed_once_and_shipped_when_cached(
     }
     assert outcomes["one.json"] == outcomes["cold.json"] == outcomes["warm.json"]
     assert len(outcomes["one.json"]) == len(SPLIT_IDS)
+    # the two scenarios of add_folio ran in one batch item on a worker, reported one by one
+    assert {f"test_suite.py::{i}" for i in SPLIT_IDS} == set(outcomes["warm.json"])
+    warm.stdout.fnmatch_lines(["*9 passed*"])  # 2 tests + 7 scenarios, counted per scenario
 
 
 def test_gmem_sweep_option_sweeps_every_model_test(pytester: pytest.Pytester) -> None:
@@ -198,18 +205,18 @@ def _census_files(pytester: pytest.Pytester) -> list[Path]:
 
 def test_census_is_cached(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
-    first = pytester.runpytest("--co", "-q", "--gmem-seed=5")
+    first = pytester.runpytest("--co", "-q", "--gmem-seed=5", OFF)
     files = _census_files(pytester)
     assert len(files) == 1  # one census: test_split under the default revision
     # the cached census is what the next run uses: pretend compute_work was reached twice
     data = json.loads(files[0].read_text())
     data["hits"]["kvm_gmem_convert_compute_work"] = 2
     files[0].write_text(json.dumps(data))
-    second = pytester.runpytest("--co", "-q", "--gmem-seed=5")
+    second = pytester.runpytest("--co", "-q", "--gmem-seed=5", OFF)
     assert "test_split[sweep-kvm_gmem_convert_compute_work-ENOMEM-2]" in _ids(second)
     assert "test_split[sweep-kvm_gmem_convert_compute_work-ENOMEM-2]" not in _ids(first)
     # the seed is not in the key of a census that did not draw on it: a random seed hits too
-    third = pytester.runpytest("--co", "-q")
+    third = pytester.runpytest("--co", "-q", OFF)
     assert "test_split[sweep-kvm_gmem_convert_compute_work-ENOMEM-2]" in _ids(third)
     third.stdout.fnmatch_lines(["gmem: sweep censuses: 0 computed, 1 from the cache"])
     assert len(_census_files(pytester)) == 1
@@ -274,16 +281,16 @@ def test_census_key_covers_conftest_files(pytester: pytest.Pytester) -> None:
                     pass
         """
     )
-    assert len([i for i in _ids(pytester.runpytest("--co", "-q", "--gmem-seed=1")) if "sweep-" in i]) == 1
+    assert len([i for i in _ids(pytester.runpytest("--co", "-q", "--gmem-seed=1", OFF)) if "sweep-" in i]) == 1
     _forget_bytecode(pytester)
     pytester.makeconftest("import pytest\n\n@pytest.fixture\ndef nconv():\n    return 3\n")
-    assert len([i for i in _ids(pytester.runpytest("--co", "-q", "--gmem-seed=1")) if "sweep-" in i]) == 3
+    assert len([i for i in _ids(pytester.runpytest("--co", "-q", "--gmem-seed=1", OFF)) if "sweep-" in i]) == 3
 
 
 def test_census_cache_is_bounded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pytest_gmem.sweep
+    import pytest_gmem.sweep.census
 
-    monkeypatch.setattr(pytest_gmem.sweep, "CENSUS_CACHE_LIMIT", 3)
+    monkeypatch.setattr(pytest_gmem.sweep.census, "CENSUS_CACHE_LIMIT", 3)
     pytester.makepyfile(test_suite=SUITE, test_dice=SEEDED)
     for seed in range(6):  # every seed is a new key for a census that draws on it
         pytester.runpytest("--co", "-q", f"--gmem-seed={seed}")
@@ -627,7 +634,8 @@ def test_census_key_covers_helper_modules_the_test_imports(pytester: pytest.Pyte
     sizes = pytester.path / "helpers" / "sizes.py"
 
     def swept() -> int:
-        return len([i for i in _ids(pytester.runpytest_subprocess("--co", "-q", "--gmem-seed=1")) if "sweep-" in i])
+        result = pytester.runpytest_subprocess("--co", "-q", "--gmem-seed=1", OFF)
+        return len([i for i in _ids(result) if "sweep-" in i])
 
     sizes.write_text("N = 1\n")
     assert swept() == 1

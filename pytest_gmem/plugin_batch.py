@@ -1,0 +1,238 @@
+"""Batched sweep items (``--gmem-sweep-batch``): one pytest item sets a swept test's fixtures up
+once and runs a run of its scenarios in-process, each from a copy of that state (the pytest-free
+``sweep.run_resumed``), logging one report per scenario under the node id of the scenario's own
+item (which a scenario id on the command line still collects: see ``Sweeps``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ._keys import RUN, SETTINGS, is_skip, revision_of
+
+if TYPE_CHECKING:
+    from .sweep import Scenario
+
+
+#: Fixtures whose value is bound to the item that set it up (its faults scope, its request,
+#: its seeded generator): a test that uses one itself runs each scenario as its own item...
+BOUND_ARGS = frozenset({"faults", "gmem_factory", "faker", "request"})
+#: ... and so does a test that uses these anywhere (a fixture arming faults at setup).
+BOUND_FIXTURES = frozenset({"faults", "faker"})
+BATCH_HELP = (
+    "Fault sweeps in batches: one pytest item runs up to N scenarios of a test in-process, each "
+    "from a copy of the state the item's fixtures set up (node id test_x[sweep-POINT-KIND-1..N]); "
+    "every scenario still gets its own report, failure section, reproduce line, JSON record and "
+    "coverage context. 'off': one item per scenario (also whenever a sweep item's id is given on "
+    "the command line, and for tests that use a fixture with a teardown, 'faults', "
+    "'gmem_factory', 'faker' or a skip/xfail marker). Default: 64. See docs/sweeps.md."
+)
+
+
+def parse_batch(value: str | None) -> int | None:
+    """``--gmem-sweep-batch``: a size >= 2, or None for 'off'."""
+    if value is None or str(value).strip().lower() in ("off", "0", "1"):
+        return None
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise pytest.UsageError(f"gmem: --gmem-sweep-batch={value!r}: give a number of scenarios (>= 2) or 'off'"
+                                ) from None
+    if n < 0:
+        raise pytest.UsageError(f"gmem: --gmem-sweep-batch={value!r}: give a number of scenarios (>= 2) or 'off'")
+    return n
+
+
+def not_resumable(item: pytest.Function) -> str | None:
+    """Why a test's scenarios cannot run from a copy of one set-up state (None: they can)."""
+    import inspect
+
+    for name in ("skip", "skipif", "xfail"):
+        if item.get_closest_marker(name) is not None:
+            return f"a {name} marker"
+    info = item._fixtureinfo
+    for name in BOUND_ARGS.intersection(info.argnames):
+        return f"the test takes {name!r}"
+    for name in item.fixturenames:
+        if name in BOUND_FIXTURES:
+            return f"fixture {name!r}"
+        defs = info.name2fixturedefs.get(name)
+        if not defs:
+            continue
+        fd = defs[-1]
+        if fd.scope == "function" and (inspect.isgeneratorfunction(fd.func) or inspect.isasyncgenfunction(fd.func)):
+            return f"fixture {name!r} has a teardown"
+    if inspect.iscoroutinefunction(item.obj):
+        return "an async test"
+    return None
+
+
+def batches(scenarios: list[Scenario], size: int) -> list[list[Scenario]]:
+    """Consecutive scenarios that differ only in the nth of their last fault (as ``plan`` lists
+    them), in chunks of at most ``size``."""
+    out: list[list[Scenario]] = []
+    for s in scenarios:
+        last = out[-1][-1] if out else None
+        if (last is not None and len(out[-1]) < size and last.faults[:-1] == s.faults[:-1]
+                and last.revision == s.revision and last.faults[-1].point == s.faults[-1].point
+                and last.faults[-1].kind == s.faults[-1].kind and last.faults[-1].phase == s.faults[-1].phase
+                and last.faults[-1].nth + 1 == s.faults[-1].nth):
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+def batch_ident(group: list[Scenario]) -> str:
+    """``[REV-]sweep-POINT-KIND-FIRST..LAST`` (depth 2: the first fault, then the second's range)."""
+    first, last = group[0], group[-1]
+    return f"{first.ident()}..{last.faults[-1].nth}"
+
+
+class SweepBatch(pytest.Function):
+    """A batch of sweep scenarios of one test: its fixtures are set up once, as for the test's own
+    item, and :meth:`runtest` runs each scenario from a copy of what they built (the pytest-free
+    :func:`pytest_gmem.sweep.run_resumed`), logging one report per scenario under the node id of
+    the scenario's own item."""
+
+    gmem_scenarios: list[Scenario]
+    gmem_tolerated: frozenset[str]
+    gmem_reports: list[Any]  # on an xdist worker: the scenarios' reports, serialized
+    gmem_base: pytest.Function  # the swept test's own item
+    gmem_flags: Callable[[Scenario], str]  # the options that make a scenario's own item exist
+
+    def runtest(self) -> None:
+        run_batch(self)
+
+
+def run_batch(item: SweepBatch) -> None:
+    """Run every scenario of ``item`` from a copy of its set-up state and log one report each."""
+    import functools
+    import time
+
+    from .sweep import ItemState, Resume, run_resumed
+
+    run = item.stash[RUN]
+    info = item._fixtureinfo
+    values: dict[str, Any] = {}
+    shared: dict[str, Any] = {}
+    for name in info.argnames:  # what the test receives; the rest was only for the setup
+        value = item.funcargs[name]
+        defs = info.name2fixturedefs.get(name)
+        (values if not defs or defs[-1].scope == "function" else shared)[name] = value
+    resume = Resume(item.obj, tuple(info.argnames), values, shared, list(run.hosts), list(run.files),
+                    dict(run._warn_seen), list(run.requests), run.allow, run.check, run.seed, is_skip)
+    base = item.gmem_base
+    cov = item.config.pluginmanager.get_plugin("gmem-coverage")
+    keywords = {k: 1 for k in item.keywords}
+    for scenario in item.gmem_scenarios:
+        name = clone_name(base, scenario.ident())
+        nodeid = f"{base.parent.nodeid}::{name}" if base.parent is not None else name
+        state = ItemState(scenario, f"fault_sweep on {base.name}", base.nodeid,
+                          tolerated=item.gmem_tolerated, flags=item.gmem_flags(scenario))
+        start = time.time()
+        t0 = time.perf_counter()
+        result = run_resumed(
+            resume, state, nodeid, state.arm_requests(),
+            on_fired=lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired),
+            around_body=functools.partial(cov.scenario, nodeid) if cov is not None else None,
+        )
+        report = scenario_report(item, result, nodeid, name, keywords)
+        report.duration, report.start, report.stop = time.perf_counter() - t0, start, time.time()
+        if hasattr(item.config, "workerinput"):
+            item.gmem_reports.append(item.config.hook.pytest_report_to_serializable(config=item.config,
+                                                                                   report=report))
+        else:
+            item.ihook.pytest_runtest_logreport(report=report)
+        item.ihook.pytest_gmem_test_outcome(item=item, outcome=report.gmem["outcome"], record=report.gmem)
+
+def clone_name(item: pytest.Function, extra_id: str) -> str:
+    """The name :meth:`_clone` gives ``item``'s clone with ``extra_id``."""
+    callspec = getattr(item, "callspec", None)
+    ids = [*(callspec._idlist if callspec is not None else ()), extra_id]
+    return f"{item.originalname}[{'-'.join(ids)}]"
+
+def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str,
+                     keywords: dict[str, Any]) -> pytest.TestReport:
+    """The one report of a batched scenario, as its own item's reports would add up: the
+    call's failure (or the one found when its hosts were closed), the tolerated outcomes as
+    xfail, the gmem sections, and the record (``report.gmem``)."""
+    from .report import (
+        build_record,
+        combine_outcome,
+        describe_state,
+        format_trace,
+        interesting,
+        problems_text,
+        section_text,
+    )
+    from .testrun import root_leak_text
+
+    settings = item.config.stash[SETTINGS]
+    run, state = r.run, r.state
+    record = build_record(run, settings.seed, settings.revision if settings.revision_source != "default" else None,
+                          [f.text for f in settings.faults])
+    record["reproduce"] += state.flags
+    sections: list[tuple[str, str]] = []
+    if interesting(record):
+        sections.append(("Captured gmem faults call", section_text(record)))
+
+    def problems(found: list[Any]) -> str:
+        return problems_text(nodeid, found, describe_state(run.hosts, run.files), format_trace(run.scope),
+                             record["reproduce"])
+
+    texts = [root_leak_text(nodeid, r.leaked)] if r.leaked else []
+    if r.after_body:
+        texts.append(problems(r.after_body))
+    longrepr: Any = None
+    failed = False
+    if r.exc is not None and not state.body_skipped:
+        longrepr = item.repr_failure(pytest.ExceptionInfo.from_exception(r.exc))
+        failed = True
+        if texts:
+            sections.append(("Captured gmem check call", "\n\n".join(texts)))
+    elif texts:
+        longrepr, failed = "\n\n".join(texts), True
+    elif not state.body_skipped:
+        failure = state.failure_after_body()
+        if failure:
+            longrepr, failed = failure, True
+    closing = problems(r.at_close) if r.at_close and not r.earlier else None
+    outcome = state.outcome(run.problems, run.hosts)
+    extra: dict[str, Any] = {}
+    call = "failed" if failed else "passed"
+    if state.body_skipped:
+        call = "skipped"
+        msg = str(getattr(r.exc, "msg", "") or r.exc)
+        if isinstance(r.exc, pytest.xfail.Exception):
+            extra["wasxfail"], longrepr = f"reason: {msg}", None
+        else:
+            longrepr = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {msg}")
+    elif failed and outcome in state.tolerated:
+        call, longrepr = "skipped", None
+        extra["wasxfail"] = f"gmem sweep: {outcome} ({state.detail or outcome})"[:200]
+    teardown = "passed"
+    if closing is not None:
+        if outcome in state.tolerated and outcome in ("warn", "invariant") and state.phase_failed is None:
+            sections.append(("gmem sweep", f"{outcome} at teardown, tolerated: {closing}"))
+        elif call == "failed":
+            teardown = "failed"
+            sections.append(("gmem check teardown", closing))
+        else:
+            teardown = "failed"
+            longrepr = f"at teardown (the hosts closed):\n{closing}"
+    record["outcome"] = combine_outcome({"call": (call, "wasxfail" in extra), "teardown": (teardown, False)})
+    word = "failed" if teardown == "failed" else call
+    if word == "failed":
+        extra.pop("wasxfail", None)
+    record["sweep"] = state.record(outcome, run.problems, run.hosts, revision_of(item))
+    record["sweep"]["nodeid"] = nodeid
+    path, lineno, domain = item.location
+    where = domain[: len(domain) - len(item.name)] + name if domain.endswith(item.name) else name
+    report = pytest.TestReport(nodeid, (path, lineno, where), keywords, word,  # type: ignore[arg-type]
+                               longrepr, "call", sections, **extra)
+    report.gmem = record  # type: ignore[attr-defined]
+    report.gmem_scenario = True  # type: ignore[attr-defined]
+    return report

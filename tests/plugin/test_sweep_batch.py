@@ -1,0 +1,143 @@
+"""Batched sweep items (--gmem-sweep-batch, the default): one item per run of scenarios of a
+point, every scenario still reported, counted, recorded and reproducible on its own."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+FRAGILE = """
+import pytest
+
+@pytest.fixture
+def data(gmem):
+    gmem.guest_write(0, b"private data")
+    return gmem
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points=("__kvm_gmem_filemap_add_folio", "guestmem_hugetlb_stash_metadata"), max_nth=3)
+def test_fragile(data):
+    data.convert_shared(0, "4K")  # an ENOMEM that reaches the test fails it
+"""
+CAUGHT = FRAGILE.replace('data.convert_shared(0, "4K")  # an ENOMEM that reaches the test fails it',
+                         'try:\n        data.convert_shared(0, "4K")\n    except OSError:\n        pass')
+POINT = "__kvm_gmem_filemap_add_folio"
+
+
+def _ids(result: pytest.RunResult) -> list[str]:
+    return [line.split("::", 1)[1] for line in result.stdout.lines if "::" in line]
+
+
+def test_a_batch_item_names_the_scenarios_it_holds(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fr=FRAGILE)
+    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider")
+    assert _ids(result) == ["test_fragile", f"test_fragile[sweep-{POINT}-ENOMEM-1..3]",
+                            "test_fragile[sweep-guestmem_hugetlb_stash_metadata-ENOMEM-1]"]
+    two = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-sweep-batch=2")
+    assert _ids(two)[1:3] == [f"test_fragile[sweep-{POINT}-ENOMEM-1..2]", f"test_fragile[sweep-{POINT}-ENOMEM-3]"]
+
+
+def test_every_scenario_of_a_batch_is_reported_on_its_own(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fr=FRAGILE)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--gmem-seed=4", "--gmem-report=r.json", "-rf")
+    result.assert_outcomes(passed=1, failed=4)  # the base test, then one outcome per scenario
+    for nth in (1, 2, 3):
+        scenario = f"test_fr.py::test_fragile[sweep-{POINT}-ENOMEM-{nth}]"
+        result.stdout.fnmatch_lines([f"*_ test_fragile[[]sweep-{POINT}-ENOMEM-{nth}[]] _*"])
+        result.stdout.fnmatch_lines([f"FAILED {scenario.replace('[', '[[]')}*"])
+        result.stdout.fnmatch_lines([f"reproduce: pytest '{scenario}' --gmem-seed=4"])
+    data = json.loads((pytester.path / "r.json").read_text())
+    swept = {n: t for n, t in data["tests"].items() if "sweep" in t}
+    assert sorted(swept) == sorted([f"test_fr.py::test_fragile[sweep-{POINT}-ENOMEM-{k}]" for k in (1, 2, 3)]
+                                   + ["test_fr.py::test_fragile[sweep-guestmem_hugetlb_stash_metadata-ENOMEM-1]"])
+    assert all(t["outcome"] == "failed" and t["sweep"]["outcome"] == "failed" for t in swept.values())
+    assert not any("1..3" in n for n in data["tests"])  # the batch is no test of its own
+    # the printed reproduce line runs exactly that scenario, as its own item
+    second = f"reproduce: pytest 'test_fr.py::test_fragile[sweep-{POINT}-ENOMEM-2]"
+    line = next(x for x in result.stdout.lines if x.startswith(second))
+    again = pytester.runpytest("-p", "no:cacheprovider", *shlex.split(line.removeprefix("reproduce: pytest ")))
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines([f"FAILED test_fr.py::test_fragile[[]sweep-{POINT}-ENOMEM-2[]]*"])
+
+
+def test_last_failed_reruns_the_failed_scenarios(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fr=FRAGILE)
+    pytester.runpytest("--gmem-seed=4").assert_outcomes(passed=1, failed=4)
+    again = pytester.runpytest("--gmem-seed=4", "--lf")
+    again.assert_outcomes(failed=4)  # the four scenarios, each its own item now
+    again.stdout.fnmatch_lines([f"FAILED test_fr.py::test_fragile[[]sweep-{POINT}-ENOMEM-3]*"])
+
+
+def test_batched_and_single_items_give_the_same_records(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fr=CAUGHT)
+    records = {}
+    for mode in ("64", "off"):
+        result = pytester.runpytest("-p", "no:cacheprovider", "--gmem-seed=4", "--gmem-compare=rfc-v2,fixed",
+                                    f"--gmem-report=r-{mode}.json", f"--gmem-sweep-batch={mode}")
+        assert result.ret == 0
+        data = json.loads((pytester.path / f"r-{mode}.json").read_text())
+        records[mode] = {n: (t["outcome"], t["sweep"]["outcome"], t["sweep"]["revision"], t["sweep"]["detail"],
+                             t["fired"], t["reproduce"]) for n, t in data["tests"].items() if "sweep" in t}
+        records[mode + " table"] = data["sweep"]["comparison"]
+    assert len(records["64"]) == 8 and records["64"] == records["off"]
+    assert records["64 table"] == records["off table"]
+
+
+def test_tests_bound_to_their_item_run_one_item_per_scenario(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_b="""
+        import pytest
+
+        @pytest.fixture
+        def undone(gmem):
+            yield gmem
+            gmem.close()
+
+        @pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+        @pytest.mark.fault_sweep(points="__kvm_gmem_filemap_add_folio", max_nth=2)
+        def test_uses_faults(gmem, faults):
+            gmem.guest_write(0, b"x")
+            try:
+                gmem.convert_shared(0, "4K")
+            except OSError:
+                pass
+
+        @pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+        @pytest.mark.fault_sweep(points="__kvm_gmem_filemap_add_folio", max_nth=2)
+        def test_teardown(undone):
+            undone.guest_write(0, b"x")
+            try:
+                undone.convert_shared(0, "4K")
+            except OSError:
+                pass
+        """
+    )
+    ids = _ids(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider"))
+    assert f"test_uses_faults[sweep-{POINT}-ENOMEM-2]" in ids and f"test_teardown[sweep-{POINT}-ENOMEM-2]" in ids
+    assert not [i for i in ids if ".." in i]
+
+
+def test_batched_scenarios_get_their_own_coverage_contexts(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_cov")
+    pytester.makepyfile(test_fr=CAUGHT.replace("max_nth=3", "max_nth=2"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--cov=pytest_gmem", "--cov-context=test",
+                                           "--cov-report=")
+    result.assert_outcomes(passed=4)
+    import coverage
+
+    data = coverage.CoverageData(basename=str(pytester.path / ".coverage"))
+    data.read()
+    contexts = {c for c in data.measured_contexts() if "fault=" in c}
+    assert contexts == {f"test_fr.py::test_fragile[sweep-{POINT}-ENOMEM-{k}]|run|fault={POINT}:ENOMEM#{k}"
+                        for k in (1, 2)} | {
+        "test_fr.py::test_fragile[sweep-guestmem_hugetlb_stash_metadata-ENOMEM-1]|run|"
+        "fault=guestmem_hugetlb_stash_metadata:ENOMEM#1"}
+
+
+def test_a_bad_batch_size_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = pytester.runpytest("--gmem-sweep-batch=many")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gmem-sweep-batch='many'*number of scenarios*'off'*"])
