@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 #: Examples per fuzz test in each profile (the fuzz tests count: see FUZZ_TESTS in bench_fuzz.py).
@@ -25,3 +26,12 @@ for _name, _n in FUZZ_EXAMPLES.items():
         print_blob=_name == "ci",  # a CI failure prints the @reproduce_failure line
     )
 settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """The suite's pytester runs (in-process and subprocess) run their tests in file order: they
+    assert on ids and output order. pytest-randomly is installed (the test extra) for the tests
+    that check it, which turn it back on with ``-p randomly`` (a later -p wins)."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    return pytester
