@@ -183,5 +183,22 @@ class ItemState:
             "revision": revision,
             "compared": self.scenario.revision is not None,
             "outcome": outcome,
-            "detail": detail.splitlines()[0][:300] if detail else "",
+            "detail": detail_text(detail),
         }
+
+
+#: The longest detail a record keeps (a KernelBug's message with its reference fits easily).
+DETAIL_CHARS = 1200
+
+
+def detail_text(detail: str | None) -> str:
+    """A scenario's detail as one line: the message's first lines joined (an assertion's
+    comparison spans several), never cut mid-word; only a runaway text is shortened, at a word,
+    with an ellipsis."""
+    if not detail:
+        return ""
+    text = " ".join(line.strip() for line in detail.splitlines()[:6] if line.strip())
+    if len(text) <= DETAIL_CHARS:
+        return text
+    cut = text.rfind(" ", 0, DETAIL_CHARS)
+    return text[:cut if cut > 0 else DETAIL_CHARS] + " ..."
