@@ -191,6 +191,17 @@ def tolerated(finding: Finding, o: Outcome, tolerate: Iterable[str]) -> bool:
     return True
 
 
+def breaks_state(o: Outcome, findings: Iterable[Finding]) -> bool:
+    """Whether the host is past checking after a step whose findings did not fail the run
+    (tolerated or, in target mode, ignored): a KernelBug (the model stopped mid-operation), a
+    broken invariant, or a WARN that says the file is inconsistent (a failed undo, a partial
+    punch). A WARN alone otherwise (past EOF, the spin's WARN_ONCE, a bugged TDX VM), a wrong
+    error_offset or a swallowed error leave a state the checks still hold to."""
+    if o.violations or type(o.error).__name__ == "KernelBug":
+        return True
+    return any(f.defect in ("rollback-warn", "partial-punch") for f in findings)
+
+
 def default_tolerate(revision: Revision) -> frozenset[str]:
     """What a revision is documented to keep: ``fixed`` still only WARNs when a rollback fails
     (docs/model.md); no other revision keeps a defect it may show without failing."""

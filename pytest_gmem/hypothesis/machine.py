@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hypothesis import note
+from hypothesis import currently_in_test_context, note
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -40,7 +40,7 @@ from ..model import ConversionError, GuestFault, GuestMemfd, Host, KernelBug, Pi
 from ..revisions import REVISIONS, get_revision
 from . import defects as dmod
 from .defects import Finding, Outcome
-from .strategies import GEOMETRIES, Geometry, Hex, accesses, fault_specs, offsets, spans
+from .strategies import GEOMETRIES, INVALID_SPANS, Geometry, Hex, accesses, fault_specs, offsets, spans
 
 #: what an operation may return to userspace without that being a failure (KernelBug is
 #: caught too, and classified)
@@ -109,6 +109,8 @@ class GmemMachine(RuleBasedStateMachine):
     check_rollback: ClassVar[bool] = True
     #: the hosts a run keeps alive at once (retired ones do not count)
     max_hosts: ClassVar[int] = 2
+    #: open files of each page size at once (on live hosts); each host's pools hold that many
+    max_files: ClassVar[int] = 2
     stats: ClassVar[MachineStats | None] = None
 
     hosts = Bundle("hosts")
@@ -149,6 +151,15 @@ class GmemMachine(RuleBasedStateMachine):
     def _live(self, host: Host) -> bool:
         return id(host) not in self._retired
 
+    def _open_files(self, page_size: str | None = None) -> int:
+        """Files with an open fd on live hosts (of ``page_size``)."""
+        return sum(1 for h in self._hosts if self._live(h) for g in h.files
+                   if g.fd_open and (page_size is None or g.page_size == page_size))
+
+    def _alive_files(self, page_size: str) -> int:
+        """Files not yet evicted (a mapping or pin keeps a closed one) on live hosts."""
+        return sum(1 for h in self._hosts if self._live(h) for g in h.files if g.page_size == page_size)
+
     def _retire(self, host: Host) -> None:
         if self._live(host):
             self._retired.add(id(host))
@@ -157,7 +168,8 @@ class GmemMachine(RuleBasedStateMachine):
 
     def _new_host(self, revision: str, spare: int) -> Host:
         geo = GEOMETRIES
-        pools = {"2M": 3 * max(geo["2M"].units, 1) + spare, "1G": 2 * geo["1G"].units + min(spare, 1)}
+        per = type(self).max_files  # files of each page size the pools hold, plus the spare pages
+        pools = {"2M": per * geo["2M"].units + spare, "1G": per * geo["1G"].units + min(spare, 1)}
         host = Host(hugetlb=pools, revision=revision, check_rollback=type(self).check_rollback,
                     wip_hugetlb=REVISIONS[revision].hugetlb == "wip")
         self._hosts.append(host)
@@ -210,20 +222,18 @@ class GmemMachine(RuleBasedStateMachine):
             return
         tolerate = cls.tolerate if cls.tolerate is not None else dmod.default_tolerate(host.revision)
         failing: list[Finding] = []
-        retire = False
         for f in findings:
             if cls.target is not None and f.defect != cls.target:
-                retire = True
                 if cls.stats is not None:
                     cls.stats.ignored[f.defect or "unexplained"] += 1
             elif cls.target is None and dmod.tolerated(f, outcome, tolerate):
-                retire = retire or f.defect != "tdx-bug"  # a bugged VM keeps its invariants
                 if cls.stats is not None:
                     cls.stats.tolerated[f.defect or "unexplained"] += 1
             else:
                 failing.append(f)
-        if retire and not failing:
-            self._retire(host)
+        if not failing:
+            if dmod.breaks_state(outcome, findings):
+                self._retire(host)  # its invariants are no longer promised: go on with new hosts
             return
         if failing:
             if cls.stats is not None:
@@ -254,6 +264,12 @@ class GmemMachine(RuleBasedStateMachine):
         if self._live(gmem.host) and gmem.mappings:
             self._op(gmem.host, "munmap", gmem.mappings[-1].munmap)
 
+    def _convert_invalid(self, gmem: GuestMemfd, case: str, to: str, entry: str) -> None:
+        """A conversion of a range the kernel refuses (``case``: a key of ``INVALID_SPANS``):
+        EINVAL, and nothing changed."""
+        off, size = INVALID_SPANS[case](gmem.size)
+        self._convert(GEOMETRIES[gmem.page_size], gmem, (Hex(off), Hex(size)), to, entry)
+
     def _unpin(self, pin: Pin) -> None:
         if self._live(pin.gmem.host):
             self._op(pin.gmem.host, "unpin", pin.unpin)
@@ -265,22 +281,27 @@ class GmemMachine(RuleBasedStateMachine):
 
     # --- per-geometry bodies (bound by _install_rules) --------------------------------------
     def _boot(self, revision: str, spare: int) -> Host:
-        note(f"# gmem seed: {self.gmem_seed} (GMEM_SEED={self.gmem_seed} reproduces it)")
+        if currently_in_test_context():  # not when the printed program is pasted and re-run
+            note(f"# gmem seed: {self.gmem_seed} (GMEM_SEED={self.gmem_seed} reproduces it)")
         return self._new_host(revision, spare)
 
-    def _create(self, geo: Geometry, host: Host, vm: str, mmap: bool, init_private: bool) -> Any:
+    def _create(self, geo: Geometry, host: Host, vm: str, mmap: bool, init_private: bool, populate: bool) -> Any:
         if not self._live(host):
             return multiple()
         vm_type, _, policy = vm.partition(":")
         options = {"tdx_fatal_policy": policy or "bug-vm"} if vm_type == "tdx" else {}
 
-        def create() -> GuestMemfd:
-            v = host.create_vm(vm_type=vm_type, **options)
-            return v.create_guest_memfd(geo.size, mmap=mmap, init_private=init_private, page_size=geo.page_size)
+        made: list[GuestMemfd] = []
 
-        out = self._op(host, "create", create)
-        g = out.result
-        return multiple() if out.error is not None or g is None else multiple(g)
+        def create() -> None:
+            v = host.create_vm(vm_type=vm_type, **options)
+            g = v.create_guest_memfd(geo.size, mmap=mmap, init_private=init_private, page_size=geo.page_size)
+            made.append(g)
+            if populate:  # every huge page allocated, so conversions split and merge at once
+                g.fallocate(uapi.FALLOC_FL_KEEP_SIZE, 0, g.size)
+
+        self._op(host, "create", create)
+        return multiple(*made)  # none when the creation failed; the file when only its fallocate did
 
     def _convert(self, geo: Geometry, g: GuestMemfd, span: tuple[int, int], to: str, entry: str) -> None:
         host = g.host
@@ -417,12 +438,23 @@ def _install_rules(cls: type[GmemMachine]) -> None:
     _put(cls, "boot", initialize(target=cls.hosts, revision=revisions, spare=spare), boot)
     live = precondition(lambda self: sum(self._live(h) for h in self._hosts) < type(self).max_hosts)
     _put(cls, "new_host", lambda fn: rule(target=cls.hosts, revision=revisions, spare=spare)(live(fn)), new_host)
-    idle = precondition(lambda self: self._pending is None)
+    idle = precondition(lambda self: self._pending is None and self._open_files() > 0)
     _put(cls, "arm_fault", lambda fn: rule(spec=fault_specs())(idle(fn)), GmemMachine._arm_fault)
-    _put(cls, "close", rule(gmem=cls.gmems), GmemMachine._close)
+    _put(cls, "arm_rollback_fault", lambda fn: rule(spec=fault_specs(rollback=True))(idle(fn)),
+         GmemMachine._arm_fault)
+    if "tdx" in cls.vm_types:
+        tdx_idle = precondition(lambda self: self._pending is None and any(
+            self._live(h) and g.fd_open and g.vm.vm_type == "tdx" for h in self._hosts for g in h.files))
+        _put(cls, "arm_tdx_fault", lambda fn: rule(spec=fault_specs(tdx=True))(tdx_idle(fn)), GmemMachine._arm_fault)
+    else:
+        cls.arm_tdx_fault = None  # type: ignore[attr-defined]
     _put(cls, "munmap", rule(gmem=cls.gmems), GmemMachine._munmap)
+    _put(cls, "convert_invalid", rule(gmem=cls.gmems, case=st.sampled_from(sorted(INVALID_SPANS)),
+                                      to=st.sampled_from(("shared", "private")), entry=st.sampled_from(("call", "ioctl"))),
+         GmemMachine._convert_invalid)
     _put(cls, "unpin", rule(pin=consumes(cls.pins)), GmemMachine._unpin)
-    _put(cls, "flush_work", rule(host=cls.hosts), GmemMachine._flush_work)
+    work = precondition(lambda self: any(self._live(h) and h.pending_work() for h in self._hosts))
+    _put(cls, "flush_work", lambda fn: rule(host=cls.hosts)(work(fn)), GmemMachine._flush_work)
     vms = tuple(v for t in cls.vm_types for v in ((t, "tdx:leak") if t == "tdx" else (t,)))
     for ps in GEOMETRIES:
         if ps not in cls.page_sizes:  # hide the rules a parent class made for this page size
@@ -435,18 +467,26 @@ def _install_rules(cls: type[GmemMachine]) -> None:
         _geometry_rules(cls, geo, files, vms)
 
 
-RULE_NAMES = ("create_file", "convert", "guest", "host", "fallocate", "pin")
+RULE_NAMES = ("create_file", "convert_shared", "convert_private", "guest", "host", "punch_hole", "fallocate",
+              "pin", "close")
 
 
 def _geometry_rules(cls: type[GmemMachine], geo: Geometry, files: Bundle[GuestMemfd],
                     vms: tuple[str, ...]) -> None:
     ps = geo.page_size
 
-    def create(self: GmemMachine, host: Host, vm: str, mmap: bool, init_private: bool) -> Any:
-        return self._create(geo, host, vm, mmap, init_private)
+    def create(self: GmemMachine, host: Host, vm: str, mmap: bool, init_private: bool, populate: bool) -> Any:
+        """A VM and a guest_memfd of this page size on ``host``; ``populate``: fallocate it whole."""
+        return self._create(geo, host, vm, mmap, init_private, populate)
 
-    def convert(self: GmemMachine, gmem: GuestMemfd, span: tuple[int, int], to: str, entry: str) -> None:
-        self._convert(geo, gmem, span, to, entry)
+    def convert_shared(self: GmemMachine, gmem: GuestMemfd, span: tuple[int, int], entry: str) -> None:
+        """Convert ``span`` to shared through ``entry``: "call" (``convert_shared``), "ioctl"
+        (the revision's raw request) or "set_attributes" (ENOTTY under the RFC v2 uAPI)."""
+        self._convert(geo, gmem, span, "shared", entry)
+
+    def convert_private(self: GmemMachine, gmem: GuestMemfd, span: tuple[int, int], entry: str) -> None:
+        """Convert ``span`` to private, through ``entry`` as for ``convert_shared``."""
+        self._convert(geo, gmem, span, "private", entry)
 
     def guest(self: GmemMachine, gmem: GuestMemfd, at: int, op: str, byte: int) -> None:
         self._guest(geo, gmem, at, op, byte)
@@ -454,22 +494,35 @@ def _geometry_rules(cls: type[GmemMachine], geo: Geometry, files: Bundle[GuestMe
     def host_access(self: GmemMachine, gmem: GuestMemfd, access: tuple[int, int], op: str, byte: int) -> None:
         self._host_access(geo, gmem, access, op, byte)
 
-    def fallocate(self: GmemMachine, gmem: GuestMemfd, span: tuple[int, int], mode: str) -> None:
-        self._fallocate(geo, gmem, span, mode)
+    def punch_hole(self: GmemMachine, gmem: GuestMemfd, span: tuple[int, int]) -> None:
+        self._fallocate(geo, gmem, span, "punch")
+
+    def fallocate(self: GmemMachine, gmem: GuestMemfd, span: tuple[int, int]) -> None:
+        self._fallocate(geo, gmem, span, "allocate")
 
     def pin(self: GmemMachine, gmem: GuestMemfd, span: tuple[int, int]) -> Any:
         return self._pin(geo, gmem, span)
 
     bools = st.sampled_from((True, False))
-    _put(cls, f"create_file_{ps}", rule(targets=(files, cls.gmems), host=cls.hosts, vm=st.sampled_from(vms),
-                                        mmap=bools, init_private=bools), create)
-    _put(cls, f"convert_{ps}", rule(gmem=files, span=spans(geo, invalid=True), to=st.sampled_from(("shared", "private")),
-                                    entry=st.sampled_from(("call", "ioctl", "set_attributes"))), convert)
+    mostly = st.sampled_from((True,) * 7 + (False,))  # a file without mmap is a dead end under rfc-v2
+    room = precondition(lambda self: self._alive_files(ps) < type(self).max_files)
+    _put(cls, f"create_file_{ps}", lambda fn: rule(targets=(files, cls.gmems), host=cls.hosts, vm=st.sampled_from(vms),
+                                                   mmap=mostly, init_private=bools, populate=bools)(room(fn)),
+         create)
+    # close takes the file out of its page size's rules (they would only see EBADF); munmap,
+    # which may release it, still sees it
+    _put(cls, f"close_{ps}", rule(gmem=consumes(files)), GmemMachine._close)
+    # set_attributes is ENOTTY under the RFC v2 uAPI: drawn only when an upstream host may exist
+    upstream = any(REVISIONS[r].abi == "upstream" for r in cls.revisions)
+    entries = st.sampled_from(("call", "ioctl", "call", "set_attributes") if upstream else ("call", "ioctl", "call"))
+    _put(cls, f"convert_shared_{ps}", rule(gmem=files, span=spans(geo), entry=entries), convert_shared)
+    _put(cls, f"convert_private_{ps}", rule(gmem=files, span=spans(geo), entry=entries), convert_private)
     _put(cls, f"guest_{ps}", rule(gmem=files, at=offsets(geo), op=st.sampled_from(("write", "read", "accept")),
                                   byte=st.integers(1, 255)), guest)
     _put(cls, f"host_{ps}", rule(gmem=files, access=accesses(geo), op=st.sampled_from(("write", "read")),
                                  byte=st.integers(1, 255)), host_access)
-    _put(cls, f"fallocate_{ps}", rule(gmem=files, span=spans(geo), mode=st.sampled_from(("punch", "allocate"))), fallocate)
+    _put(cls, f"punch_hole_{ps}", rule(gmem=files, span=spans(geo)), punch_hole)
+    _put(cls, f"fallocate_{ps}", rule(gmem=files, span=spans(geo)), fallocate)
     _put(cls, f"pin_{ps}", rule(target=cls.pins, gmem=files, span=spans(geo)), pin)
 
 

@@ -59,23 +59,28 @@ def offsets(geo: Geometry) -> st.SearchStrategy[Hex]:
         lambda t: Hex(t[0] * geo.unit + t[1] * PAGE))
 
 
-def spans(geo: Geometry, invalid: bool = False) -> st.SearchStrategy[tuple[Hex, Hex]]:
+def spans(geo: Geometry) -> st.SearchStrategy[tuple[Hex, Hex]]:
     """``(offset, size)`` inside the file: a few 4K pages, whole huge pages, or both, cut at the
-    end of the file (shrinks towards ``(0x0, 0x1000)``). ``invalid``: now and then a range the
-    kernel refuses (misaligned, past the end), for the EINVAL paths."""
+    end of the file (shrinks towards ``(0x0, 0x1000)``)."""
 
     def build(t: tuple[int, int, int]) -> tuple[Hex, Hex]:
         off, nu, np = t
         length = nu * geo.unit + np * PAGE or PAGE
         return Hex(off), Hex(min(length, geo.size - off))
 
-    good = st.tuples(offsets(geo), st.integers(0, geo.units),
+    return st.tuples(offsets(geo), st.integers(0, geo.units),
                      st.sampled_from(sorted({1, 2, 3, geo.pages_per_unit // 2}))).map(build)
-    if not invalid:
-        return good
-    bad = st.sampled_from([(Hex(0x800), Hex(PAGE)), (Hex(0), Hex(geo.size + PAGE)),
-                           (Hex(geo.size - PAGE), Hex(2 * PAGE)), (Hex(PAGE), Hex(0x200))])
-    return st.one_of(good, good, good, good, good, good, good, good, good, bad)
+
+
+#: ranges every conversion ioctl refuses with EINVAL, by name, as ``(offset, size)`` for a file
+#: of ``size`` bytes (``GmemMachine.convert_invalid``)
+INVALID_SPANS = {
+    "misaligned-offset": lambda size: (0x800, PAGE),
+    "misaligned-size": lambda size: (PAGE, 0x200),
+    "past-the-end": lambda size: (0, size + PAGE),
+    "across-the-end": lambda size: (size - PAGE, 2 * PAGE),
+    "beyond-the-end": lambda size: (size, PAGE),
+}
 
 
 def accesses(geo: Geometry) -> st.SearchStrategy[tuple[Hex, Hex]]:
@@ -100,18 +105,36 @@ KIND_TEXTS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: the hit to fail: mostly the first (most points are hit once per operation)
+NTHS = st.sampled_from((1, 1, 1, 2, 3, 4))
+
+
 def _arming(point: faults.PointInfo, phase: str | None) -> st.SearchStrategy[str]:
     texts = sorted(t for k in point.kinds for t in KIND_TEXTS.get(k, (k,)))
     where = f"[phase={phase}]" if phase else ""
-    return st.tuples(st.sampled_from(texts), st.integers(1, 4)).map(
+    return st.tuples(st.sampled_from(texts), NTHS).map(
         lambda t: f"{point.name}{where}={t[0]}@nth={t[1]}")
 
 
-def fault_specs() -> st.SearchStrategy[str]:
-    """One fault in the ``--gmem-fault`` grammar (``point=KIND@nth=N``: any declared point, a
-    kind it allows, its N-th hit), and a third of the time a second one for the undo paths only
-    (``;point2[phase=rollback]=KIND@nth=M``): a failure inside the rollback of the first."""
-    points = model_points()
-    first = st.one_of(*[_arming(p, None) for p in points])
-    second = st.one_of(*[_arming(p, "rollback") for p in points])
-    return st.one_of(first, first, st.tuples(first, second).map(";".join))
+#: points on the conversion and truncation paths every huge page file reaches: drawn three times
+#: as often as the others (the 4K allocator, creation, the pools)
+HOT_POINTS = frozenset({
+    "__kvm_gmem_filemap_add_folio", "filemap_remove_folio_for_restructuring", "guestmem_hugetlb_stash_metadata",
+    "hugetlb_vmemmap_restore_folio", "kvm_gmem_convert_compute_work", "kvm_gmem_has_safe_refcount",
+    "kvm_gmem_shareability_store",
+})
+
+
+def fault_specs(rollback: bool = False, tdx: bool = False) -> st.SearchStrategy[str]:
+    """One fault in the ``--gmem-fault`` grammar (``point=KIND@nth=N``: a declared point, a
+    kind it allows, its N-th hit); ``rollback``: followed by a second one that only the undo
+    paths see (``;point2[phase=rollback]=KIND@nth=M``), a failure inside the rollback of the
+    first (depth 2). ``tdx``: the TDX module's points (SEAMCALLs, the S-EPT split), else every
+    other point, those of the conversion path three times as often."""
+    points = [p for p in model_points() if p.module.endswith(".tdx") == tdx]
+    weighted = [p for p in points for _ in range(3 if p.name in HOT_POINTS else 1)]
+    first = st.one_of(*[_arming(p, None) for p in weighted])
+    if not rollback:
+        return first
+    second = st.one_of(*[_arming(p, "rollback") for p in weighted])
+    return st.tuples(first, second).map(";".join)
