@@ -143,6 +143,7 @@ def classify(o: Outcome) -> list[Finding]:
     rev = o.revision
     out: list[Finding] = []
     warn_defects: list[str | None] = []
+    d: str | None
     for w in o.warnings:
         d = _known(WARN_DEFECTS.get(w.where), rev)
         warn_defects.append(d)
@@ -154,7 +155,6 @@ def classify(o: Outcome) -> list[Finding]:
     failed_conversion = o.operation == "convert" and isinstance(o.error, OSError) \
         and o.error.errno in (_errno.ENOMEM, _errno.EAGAIN)
     for v in o.violations:
-        d: str | None
         if v.startswith("[8 punch]"):
             d = _known("partial-punch", rev)
         elif cause is not None:

@@ -367,8 +367,9 @@ class GmemMachine(RuleBasedStateMachine):
         if not isinstance(err, ConversionError):
             return
         if [left, mid, right] != before_share:
+            was = [r for part in before_share for r in part]
             oracles.append(("shareability", f"{what} failed ({err}) but changed the window's shareability "
-                                             f"from {sum(before_share, [])} to {left + mid + right}"))
+                                             f"from {was} to {left + mid + right}"))
         if err.errno in (_errno.ENOMEM, _errno.EAGAIN):
             eo = err.error_offset
             if not ws << 12 <= eo < we << 12:
@@ -447,11 +448,11 @@ def _install_rules(cls: type[GmemMachine]) -> None:
             self._live(h) and g.fd_open and g.vm.vm_type == "tdx" for h in self._hosts for g in h.files))
         _put(cls, "arm_tdx_fault", lambda fn: rule(spec=fault_specs(tdx=True))(tdx_idle(fn)), GmemMachine._arm_fault)
     else:
-        cls.arm_tdx_fault = None  # type: ignore[attr-defined]
+        setattr(cls, "arm_tdx_fault", None)  # noqa: B010  (hide the parent class's rule)
     _put(cls, "munmap", rule(gmem=cls.gmems), GmemMachine._munmap)
-    _put(cls, "convert_invalid", rule(gmem=cls.gmems, case=st.sampled_from(sorted(INVALID_SPANS)),
-                                      to=st.sampled_from(("shared", "private")), entry=st.sampled_from(("call", "ioctl"))),
-         GmemMachine._convert_invalid)
+    invalid = rule(gmem=cls.gmems, case=st.sampled_from(sorted(INVALID_SPANS)),
+                   to=st.sampled_from(("shared", "private")), entry=st.sampled_from(("call", "ioctl")))
+    _put(cls, "convert_invalid", invalid, GmemMachine._convert_invalid)
     _put(cls, "unpin", rule(pin=consumes(cls.pins)), GmemMachine._unpin)
     work = precondition(lambda self: any(self._live(h) and h.pending_work() for h in self._hosts))
     _put(cls, "flush_work", lambda fn: rule(host=cls.hosts)(work(fn)), GmemMachine._flush_work)

@@ -4,6 +4,7 @@ paste: offsets and sizes as hex ints, faults as ``--gmem-fault`` text (docs/faul
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -74,7 +75,7 @@ def spans(geo: Geometry) -> st.SearchStrategy[tuple[Hex, Hex]]:
 
 #: ranges every conversion ioctl refuses with EINVAL, by name, as ``(offset, size)`` for a file
 #: of ``size`` bytes (``GmemMachine.convert_invalid``)
-INVALID_SPANS = {
+INVALID_SPANS: dict[str, Callable[[int], tuple[int, int]]] = {
     "misaligned-offset": lambda size: (0x800, PAGE),
     "misaligned-size": lambda size: (PAGE, 0x200),
     "past-the-end": lambda size: (0, size + PAGE),
