@@ -75,7 +75,7 @@ def test_a_subclass_draws_only_its_revisions() -> None:
 
     run_state_machine_as_test(Watch, settings=quick(5, 10, shrink=False))
     assert seen == {"prealloc"}
-    assert getattr(Watch, "convert_shared_1G") is None and callable(getattr(Watch, "convert_shared_2M"))
+    assert Watch.convert_shared_1G is None and callable(Watch.convert_shared_2M)
 
 
 def test_an_unknown_target_is_refused() -> None:
