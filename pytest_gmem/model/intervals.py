@@ -58,6 +58,8 @@ class IntervalMap(Generic[V]):
               clip: bool = True) -> Iterator[tuple[int, int, V]]:
         """Intervals overlapping ``[start, end)`` in order, clipped to it unless ``clip=False``."""
         d = self._d
+        if start is not None and end is not None and end <= start:
+            return  # an empty range overlaps nothing (not even an interval around it)
         if start is None:
             for s in list(d.keys()):
                 e, v = d[s]
