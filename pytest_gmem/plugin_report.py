@@ -49,7 +49,7 @@ class Collector:
                 terminalreporter.write_line(line)
             # listed with -v only: in a passing run they read like warnings, and each failing
             # test's own report section already says which of its faults never fired, and why
-            unfired = self.summary.unfired_lines() if self.config.get_verbosity() > 0 else []
+            unfired = self.summary.unfired_lines() if self.config.option.verbose > 0 else []
             if unfired:
                 terminalreporter.write_line(f"armed but never fired ({len(unfired)}):")
                 for line in unfired:
