@@ -55,6 +55,17 @@ def stale(pages: dict[str, str]) -> list[str]:
     return bad
 
 
+def _first_difference(path: str, text: str, lines: int = 12) -> str:
+    """The start of a unified diff of the committed file against what the code generates."""
+    import difflib
+
+    file = ROOT / path
+    old = comparison.normalise(path, file.read_text(encoding="utf-8")) if file.exists() else ""
+    diff = list(difflib.unified_diff(old.splitlines(), comparison.normalise(path, text).splitlines(),
+                                     f"{path} (committed)", f"{path} (generated)", n=1, lineterm=""))
+    return "\n".join(line[:200] for line in diff[:lines])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["examples"]:
@@ -71,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bad = stale(pages)
         for path in bad:
             print(f"docgen: {path} is stale; regenerate with: {REGENERATE}", file=sys.stderr)
+            print(_first_difference(path, pages[path]), file=sys.stderr)
         if not bad:
             print(f"docgen: {len(pages)} generated files are current")
         return 1 if bad else 0
