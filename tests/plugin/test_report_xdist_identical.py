@@ -63,3 +63,23 @@ def test_the_report_is_the_same_under_n0_and_n2(pytester: pytest.Pytester) -> No
     assert any(t["fired"] for t in serial["tests"].values())
     assert any(t["problems"] or t["outcome"] == "failed" for t in serial["tests"].values())
     assert _strip(serial) == _strip(parallel)
+
+
+def test_the_examples_report_is_the_same_under_n0_and_n2(tmp_path: Any) -> None:
+    """The bundled example suite (sweeps under every revision, batched items, Hypothesis
+    schedules): one seed, two process layouts, one report."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    reports = []
+    for layout in (["-p", "no:xdist"], ["-n", "2"]):
+        path = tmp_path / f"report{len(reports)}.json"
+        done = subprocess.run([sys.executable, "-m", "pytest", "examples", "-p", "gmem", "-p", "no:randomly", "-q",
+                               "--gmem-seed=1", "--gmem-compare=all", f"--gmem-report={path}", *layout],
+                              cwd=root, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stdout[-2000:]
+        reports.append(json.loads(path.read_text()))
+    assert len(reports[0]["sweep"]["scenarios"]) > 300
+    assert _strip(reports[0]) == _strip(reports[1])
