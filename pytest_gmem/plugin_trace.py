@@ -22,8 +22,7 @@ import faults
 
 #: Folders whose frames are the library's own.
 LIBRARY_DIRS: tuple[str, ...] = tuple(
-    os.path.dirname(os.path.abspath(p)) + os.sep
-    for p in (faults.__file__ or "", os.path.join(os.path.dirname(__file__), "__init__.py"))
+    os.path.dirname(os.path.abspath(module_file)) + os.sep for module_file in (faults.__file__ or "", __file__)
 )
 
 
@@ -48,10 +47,9 @@ def hide(excinfo: pytest.ExceptionInfo[BaseException] | None) -> bool:
     return _ENABLED[-1] and (excinfo is None or raised_on_purpose(excinfo.value))
 
 
-def mark_library_frames(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    """Give each library module in ``excinfo``'s traceback a ``__tracebackhide__`` (pytest reads
-    it from a frame's globals when it renders the failure), unless it has its own."""
-    tb: TracebackType | None = excinfo.tb
+def mark_library_frames(tb: TracebackType | None) -> None:
+    """Give each library module in the traceback ``tb`` a ``__tracebackhide__`` (pytest reads it
+    from a frame's globals when it renders the failure), unless it has its own."""
     while tb is not None:
         g = tb.tb_frame.f_globals
         if "__tracebackhide__" not in g and is_library_frame(tb.tb_frame.f_code.co_filename):
@@ -74,9 +72,9 @@ class TraceHider:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         if self.enabled and call.excinfo is not None:
-            mark_library_frames(call.excinfo)
+            mark_library_frames(call.excinfo.tb)
             for chained in _chain(call.excinfo.value):
-                mark_library_frames(pytest.ExceptionInfo.from_exception(chained))
+                mark_library_frames(chained.__traceback__)
         return (yield)
 
 

@@ -48,6 +48,7 @@ def reproduce_command(nodeid: str, seed: int, revision: str | None, fault_texts:
 def build_record(run: TestRun, session_seed: int, revision: str | None, fault_texts: Sequence[str]) -> dict[str, Any]:
     """The test's faults as builtins: armed, fired, never fired, points reached."""
     sc = run.scope
+    unfired = sc.unfired()
     armed = [
         {
             "arming": run.texts.get(id(a), a.describe()),
@@ -74,8 +75,8 @@ def build_record(run: TestRun, session_seed: int, revision: str | None, fault_te
         "used_model": run.used_model,
         "armed": armed,
         "fired": fired,
-        "unfired": [run.texts.get(id(a), a.describe()) for a in sc.unfired()],
-        "unfired_why": [faults.why_unfired(a, sc) for a in sc.unfired()],
+        "unfired": [run.texts.get(id(a), a.describe()) for a in unfired],
+        "unfired_why": [faults.why_unfired(a, sc) for a in unfired],
         "reached": dict(sorted(sc.census.items())),
         "problems": [{"kind": p.kind, "text": p.text} for p in run.problems],
         "reproduce": reproduce_command(run.nodeid, session_seed, revision, fault_texts),
@@ -105,19 +106,18 @@ def section_text(record: Mapping[str, Any]) -> str:
         lines.append("fired: nothing")
     if record["unfired"]:
         lines.append("never fired:")
-        for text, why in zip(record["unfired"], record.get("unfired_why") or [[]] * len(record["unfired"]),
-                             strict=True):
-            lines.append(f"  {text}")
-            lines += [_wrap(w, "    ") for w in why]
+        for text, why in zip(record["unfired"], record["unfired_why"], strict=True):
+            lines += _unfired_lines(text, why)
     if record["reached"]:
         lines.append("points reached: " + ", ".join(f"{p} x{n}" for p, n in record["reached"].items()))
     lines.append(f"reproduce: {record['reproduce']}")
     return "\n".join(lines)
 
 
-def _wrap(text: str, indent: str, width: int = 100) -> str:
-    return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent + "  ",
-                         break_long_words=False, break_on_hyphens=False)
+def _unfired_lines(arming: str, why: Sequence[str], width: int = 100) -> list[str]:
+    """An arming that never fired, and why (each reason wrapped under it)."""
+    return [f"  {arming}", *(textwrap.fill(w, width, initial_indent="    ", subsequent_indent="      ",
+                                           break_long_words=False, break_on_hyphens=False) for w in why)]
 
 
 def strict_failure(run: TestRun) -> str | None:
@@ -129,8 +129,7 @@ def strict_failure(run: TestRun) -> str | None:
     lines = [f"gmem: {len(unfired)} fault(s) armed by {run.nodeid} never fired (--gmem-strict-faults):"]
     for a in unfired:
         where = f"  [{a.source}]" if a.source else ""
-        lines.append(f"  {run.texts.get(id(a), a.describe())}{where}")
-        lines += [_wrap(w, "    ") for w in faults.why_unfired(a, run.scope)]
+        lines += _unfired_lines(f"{run.texts.get(id(a), a.describe())}{where}", faults.why_unfired(a, run.scope))
     return "\n".join(lines)
 
 

@@ -44,26 +44,27 @@ def generate(report: str | None, with_comparison: bool) -> dict[str, str]:
     return out
 
 
-def stale(pages: dict[str, str]) -> list[str]:
-    """The generated files whose committed text differs from what the code generates now."""
-    bad = []
+def stale(pages: dict[str, str]) -> dict[str, str]:
+    """The generated files whose committed text differs from what the code generates now, each
+    with the start of its diff (committed against generated)."""
+    bad = {}
     for path, text in pages.items():
         file = ROOT / path
-        old = file.read_text(encoding="utf-8") if file.exists() else None
-        if old is None or comparison.normalise(path, old) != comparison.normalise(path, text):
-            bad.append(path)
+        old = comparison.normalise(path, file.read_text(encoding="utf-8")) if file.exists() else ""
+        new = comparison.normalise(path, text)
+        if not file.exists() or old != new:
+            bad[path] = _first_difference(path, old, new)
     return bad
 
 
-def _first_difference(path: str, text: str, lines: int = 12) -> str:
-    """The start of a unified diff of the committed file against what the code generates."""
+def _first_difference(path: str, old: str, new: str, lines: int = 12) -> str:
+    """The start of a unified diff of ``old`` (the committed file) against ``new``."""
     import difflib
+    import itertools
 
-    file = ROOT / path
-    old = comparison.normalise(path, file.read_text(encoding="utf-8")) if file.exists() else ""
-    diff = list(difflib.unified_diff(old.splitlines(), comparison.normalise(path, text).splitlines(),
-                                     f"{path} (committed)", f"{path} (generated)", n=1, lineterm=""))
-    return "\n".join(line[:200] for line in diff[:lines])
+    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), f"{path} (committed)", f"{path} (generated)",
+                                n=1, lineterm="")
+    return "\n".join(line[:200] for line in itertools.islice(diff, lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,9 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pages = generate(opts.report, not opts.no_comparison)
     if opts.check:
         bad = stale(pages)
-        for path in bad:
+        for path, diff in bad.items():
             print(f"docgen: {path} is stale; regenerate with: {REGENERATE}", file=sys.stderr)
-            print(_first_difference(path, pages[path]), file=sys.stderr)
+            print(diff, file=sys.stderr)
         if not bad:
             print(f"docgen: {len(pages)} generated files are current")
         return 1 if bad else 0
