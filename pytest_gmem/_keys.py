@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import config as cfg
-from .testrun import TestRun
+from .testrun import LightRun, TestRun
 
 if TYPE_CHECKING:
     from .sweep import ItemState
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 SETTINGS = pytest.StashKey[cfg.Settings]()
 SESSION_FAULTS = pytest.StashKey[list[cfg.ArmRequest]]()
 RUN = pytest.StashKey[TestRun]()
+#: A test that uses nothing of the plugin (set at collection) and, while it runs, its light run.
+BYSTANDER = pytest.StashKey[bool]()
+LIGHT = pytest.StashKey[LightRun]()
 PARAMS = pytest.StashKey[cfg.GmemParams]()
 PHASES = pytest.StashKey[dict[str, tuple[str, bool]]]()
 SWEEP: pytest.StashKey[ItemState] = pytest.StashKey()

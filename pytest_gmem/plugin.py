@@ -26,7 +26,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import config as cfg
-from ._keys import EXTRAS, MODEL_FIXTURES, NO_EXTRAS, PARAMS, PHASES, RUN, SESSION_FAULTS, SETTINGS, seed_nodeid
+from ._keys import (
+    BYSTANDER,
+    EXTRAS,
+    LIGHT,
+    MODEL_FIXTURES,
+    NO_EXTRAS,
+    PARAMS,
+    PHASES,
+    RUN,
+    SESSION_FAULTS,
+    SETTINGS,
+    seed_nodeid,
+)
 from ._keys import known_revisions as _known_revisions
 from .plugin_coverage import CoverageHooks
 from .plugin_determinism import DeterminismCheck
@@ -44,7 +56,7 @@ from .report import (
     section_text,
     strict_failure,
 )
-from .testrun import FaultsFixture, GmemFactory, Problem, TestRun, root_leak_text
+from .testrun import FaultsFixture, GmemFactory, LightRun, Problem, TestRun, root_leak_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -190,11 +202,28 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # `-m gmem` selects every test that uses the model, marked or not.
+    light = not config.stash[SESSION_FAULTS] and not config.getoption("gmem_verify_determinism")
     for item in items:
-        if MODEL_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not item.get_closest_marker("gmem"):
+        names = getattr(item, "fixturenames", ())
+        if MODEL_FIXTURES.intersection(names) and not item.get_closest_marker("gmem"):
             item.add_marker(pytest.mark.gmem)
+        if light and is_bystander(item, names):
+            item.stash[BYSTANDER] = True
+
+
+#: What makes a test more than a bystander: the plugin's fixtures and markers.
+_OWN_FIXTURES = MODEL_FIXTURES | {"faults"}
+_OWN_MARKERS = frozenset({"gmem", "allow_warn", *cfg.FAULT_MARKERS})
+
+
+def is_bystander(item: pytest.Item, names: Any) -> bool:
+    """A test that uses no fixture and no marker of the plugin (and is no item a mode made): it
+    gets the light path (a plain faults scope and the root-scope leak check, nothing else)."""
+    if EXTRAS in item.stash or _OWN_FIXTURES.intersection(names):
+        return False
+    return not any(m.name in _OWN_MARKERS for m in item.iter_markers())
 
 
 # --- the life of one test -------------------------------------------------------------------
@@ -218,6 +247,9 @@ def _read_markers(item: pytest.Item) -> tuple[cfg.GmemParams, list[cfg.ArmReques
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # A plain hook (not a wrapper) so that failing here leaves other plugins' setup wrappers,
     # and their teardown, consistent; tryfirst: before the fixtures are set up.
+    if item.stash.get(BYSTANDER, False):
+        item.stash[LIGHT] = LightRun(item.nodeid, cfg.seed_for(item.config.stash[SETTINGS].seed, item.nodeid))
+        return
     settings = item.config.stash[SETTINGS]
     extras = item.stash.get(EXTRAS, NO_EXTRAS)  # what a mode's plugin object asks for its items
     run = TestRun(item.nodeid, cfg.seed_for(settings.seed, seed_nodeid(item)))
@@ -305,9 +337,16 @@ def _cli_faults(settings: cfg.Settings) -> list[str]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     run = item.stash.get(RUN, None)
+    light = item.stash.get(LIGHT, None) if run is None else None
     try:
         result = yield
     finally:  # whatever a fixture's teardown did, the plugin's own checks come here
+        if light is not None:
+            leaked = light.finish()
+            if light.touched():  # it reached the model's points (a Host of its own): a full record
+                item.stash[RUN] = light.as_run()
+            if leaked:
+                pytest.fail(root_leak_text(item.nodeid, leaked), pytrace=False)
         if run is not None:
             earlier = bool(run.problems)
             try:
@@ -327,11 +366,16 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
     run = item.stash.get(RUN, None)
-    if run is None:
+    if run is None and LIGHT not in item.stash:
         return report
-    extras = item.stash.get(EXTRAS, NO_EXTRAS)
     phases = item.stash.setdefault(PHASES, {})
     phases[report.when] = (report.outcome, hasattr(report, "wasxfail"))
+    if run is None:  # a bystander's: its run, if it touched anything, came at teardown; the
+        # public outcome hook is still called once per test when something implements it
+        if report.when != "teardown" or not item.ihook.pytest_gmem_test_outcome.get_hookimpls():
+            return report
+        run = item.stash[RUN] = item.stash[LIGHT].as_run()
+    extras = item.stash.get(EXTRAS, NO_EXTRAS)
     if report.when == "teardown":
         record = _record(item, run)
         record["outcome"] = combine_outcome(phases)

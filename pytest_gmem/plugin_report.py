@@ -73,8 +73,17 @@ class XdistHooks:
 
 
 class FakerSeed:
-    """Faker's ``faker`` fixture seeds itself from a ``faker_seed`` fixture when one is active."""
+    """Faker's ``faker`` fixture seeds itself from a ``faker_seed`` fixture when one is among the
+    test's fixtures. Not autouse (a fixture on every test would cost every test that never uses
+    Faker): collection adds it to the tests whose fixtures include ``faker``."""
 
-    @pytest.fixture(autouse=True)
+    @pytest.fixture
     def faker_seed(self, request: pytest.FixtureRequest) -> int:
         return cfg.seed_for(request.config.stash[SETTINGS].seed, seed_nodeid(request.node))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            names = getattr(item, "fixturenames", None)
+            if isinstance(names, list) and "faker" in names and "faker_seed" not in names:
+                names.append("faker_seed")

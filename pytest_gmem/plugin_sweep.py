@@ -123,6 +123,8 @@ class Sweeps:
         from .sweep import OUTCOMES, PASSING, ROLLBACK, Scenario, plan
 
         spec = self._spec(item)
+        if SWEEP_ERROR in item.stash or spec is not None:
+            self._item_hooks()  # before any census run: they go through these hooks too
         if spec is None:
             return []
         pinned = any("revision" in m.kwargs for m in item.iter_markers("gmem"))
@@ -339,41 +341,6 @@ class Sweeps:
             census.skipped = not census.ok and any(r.skipped for r in reports)
         return census
 
-    # --- results ------------------------------------------------------------------------------
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if getattr(report, "gmem_batch", False) and hasattr(report, "gmem"):
-            del report.gmem  # a batch is no test of its own: its scenarios are (before the Collector)
-        shipped = getattr(report, "gmem_reports", None)
-        if shipped and not self.is_worker:  # a batch's scenarios, run on an xdist worker
-            for data in shipped:
-                rep = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
-                self.config.hook.pytest_runtest_logreport(report=rep)
-        record = getattr(report, "gmem", None)
-        if not (isinstance(record, dict) and isinstance(record.get("sweep"), dict)):
-            return
-        if report.when == "teardown":
-            self.records.append(record)
-        elif getattr(report, "gmem_scenario", False):  # a scenario of a batch: its one report
-            self.records.append(record)
-            collector = self.config.pluginmanager.get_plugin("gmem-collector")
-            if collector is not None:
-                collector.summary.add(record)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
-        """A batch's own passing call is not a test: its scenarios' reports are counted instead."""
-        if report.when == "call" and report.passed and getattr(report, "gmem_batch", False):
-            return "", "", ""
-        return None
-
-    # --- a sweep item while it runs -------------------------------------------------------------
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        error = item.stash.get(SWEEP_ERROR, None)
-        if error is not None:  # a bad fault_sweep marker: this test only is an error
-            pytest.fail(error, pytrace=False)
-
     @pytest.hookimpl(wrapper=True)
     def pytest_gmem_make_host(self, item: pytest.Item) -> Any:
         host = yield
@@ -383,55 +350,14 @@ class Sweeps:
             host.check_rollback = True  # a swept error must leave the file as it was (invariant 7)
         return host
 
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Any:
-        # trylast: inside the core's wrapper (armed before, checked after), next to the body, so
-        # that what the body raised is told from what the checks raise
-        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
-        if sweep is None or run is None:
-            return (yield)
-        run.scope.listeners.append(lambda fired: sweep.fired_fault(fired, run.hosts))
-        sweep.begin_body(run.scope)
-        try:
-            result = yield
-        except BaseException as exc:
-            sweep.body_raised(exc, skipped=is_skip(exc))
-            sweep.end_body(run.scope, run.hosts)
-            raise
-        sweep.end_body(run.scope, run.hosts)
-        failure = None if sweep.census_mode else sweep.failure_after_body()
-        if failure:
-            pytest.fail(failure, pytrace=False)
-        return result
+    # --- the per-item hooks: only where sweep items run or their reports arrive ---------------
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.config.pluginmanager.get_plugin("dsession") is not None:  # an xdist controller
+            self._item_hooks()
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Any:
-        sweep = item.stash.get(SWEEP, None)
-        try:
-            return (yield)
-        except BaseException as exc:  # a fixture's teardown failed (the plugin's checks come after)
-            if sweep is not None and not is_skip(exc):
-                sweep.outside_body_raised("teardown", exc)
-            raise
-
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        # trylast: before the core records the phase's outcome and builds the test's record
-        report = yield
-        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
-        if sweep is not None and run is not None:
-            if report.when == "setup" and report.failed:
-                sweep.outside_body_raised("setup", call.excinfo.value if call.excinfo else
-                                          Exception(report.longreprtext))
-            if not sweep.census_mode:
-                sweep_report(item, run, sweep, report)
-        if isinstance(item, SweepBatch):
-            report.gmem_batch = len(item.gmem_scenarios)
-            if report.when == "teardown" and item.gmem_reports:
-                # On an xdist worker the scenarios' reports ride on the batch's last report (xdist
-                # sends only reports of the running item); the controller logs them one by one.
-                report.gmem_reports, item.gmem_reports = item.gmem_reports, []
-        return report
+    def _item_hooks(self) -> None:
+        if not self.config.pluginmanager.has_plugin("gmem-sweep-items"):
+            self.config.pluginmanager.register(SweepItemHooks(self), "gmem-sweep-items")
 
     # --- batches --------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -482,6 +408,100 @@ class Sweeps:
                 terminalreporter.write_line(f"  e.g. {part}" if i == 0 else part)
         for path in getattr(self, "pictures", ()):
             terminalreporter.write_line(f"gmem: comparison picture written to {path}")
+
+
+class SweepItemHooks:
+    """The sweep's per-item hooks, registered (by :class:`Sweeps`) only in a process that runs
+    sweep items or receives their reports: the tests of a run without sweeps never pass
+    through them."""
+
+    def __init__(self, sweeps: Sweeps) -> None:
+        self.sweeps = sweeps
+
+    # --- results ------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "gmem_batch", False) and hasattr(report, "gmem"):
+            del report.gmem  # a batch is no test of its own: its scenarios are (before the Collector)
+        shipped = getattr(report, "gmem_reports", None)
+        if shipped and not self.sweeps.is_worker:  # a batch's scenarios, run on an xdist worker
+            for data in shipped:
+                rep = self.sweeps.config.hook.pytest_report_from_serializable(config=self.sweeps.config, data=data)
+                self.sweeps.config.hook.pytest_runtest_logreport(report=rep)
+        record = getattr(report, "gmem", None)
+        if not (isinstance(record, dict) and isinstance(record.get("sweep"), dict)):
+            return
+        if report.when == "teardown":
+            self.sweeps.records.append(record)
+        elif getattr(report, "gmem_scenario", False):  # a scenario of a batch: its one report
+            self.sweeps.records.append(record)
+            collector = self.sweeps.config.pluginmanager.get_plugin("gmem-collector")
+            if collector is not None:
+                collector.summary.add(record)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        """A batch's own passing call is not a test: its scenarios' reports are counted instead."""
+        if report.when == "call" and report.passed and getattr(report, "gmem_batch", False):
+            return "", "", ""
+        return None
+
+    # --- a sweep item while it runs -------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        error = item.stash.get(SWEEP_ERROR, None)
+        if error is not None:  # a bad fault_sweep marker: this test only is an error
+            pytest.fail(error, pytrace=False)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        # trylast: inside the core's wrapper (armed before, checked after), next to the body, so
+        # that what the body raised is told from what the checks raise
+        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
+        if sweep is None or run is None:
+            return (yield)
+        run.scope.listeners.append(lambda fired: sweep.fired_fault(fired, run.hosts))
+        sweep.begin_body(run.scope)
+        try:
+            result = yield
+        except BaseException as exc:
+            sweep.body_raised(exc, skipped=is_skip(exc))
+            sweep.end_body(run.scope, run.hosts)
+            raise
+        sweep.end_body(run.scope, run.hosts)
+        failure = None if sweep.census_mode else sweep.failure_after_body()
+        if failure:
+            pytest.fail(failure, pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Any:
+        sweep = item.stash.get(SWEEP, None)
+        try:
+            return (yield)
+        except BaseException as exc:  # a fixture's teardown failed (the plugin's checks come after)
+            if sweep is not None and not is_skip(exc):
+                sweep.outside_body_raised("teardown", exc)
+            raise
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        # trylast: before the core records the phase's outcome and builds the test's record
+        report = yield
+        sweep, run = item.stash.get(SWEEP, None), item.stash.get(RUN, None)
+        if sweep is not None and run is not None:
+            if report.when == "setup" and report.failed:
+                sweep.outside_body_raised("setup", call.excinfo.value if call.excinfo else
+                                          Exception(report.longreprtext))
+            if not sweep.census_mode:
+                sweep_report(item, run, sweep, report)
+        if isinstance(item, SweepBatch):
+            report.gmem_batch = len(item.gmem_scenarios)
+            if report.when == "teardown" and item.gmem_reports:
+                # On an xdist worker the scenarios' reports ride on the batch's last report (xdist
+                # sends only reports of the running item); the controller logs them one by one.
+                report.gmem_reports, item.gmem_reports = item.gmem_reports, []
+        return report
 
 
 class _SessionOnly:

@@ -310,3 +310,42 @@ class GmemFactory:
             **extra,
         )
         return self._run.add_file(gmem)
+
+
+class LightRun:
+    """A bystander's run (a test using no fixture and no marker of the plugin): only its own
+    faults scope, so that a plain ``faults.inject`` in its body ends with it, and the root-scope
+    leak check. A bystander that reached the model's points after all becomes a full
+    :class:`TestRun` for its record (:meth:`as_run`)."""
+
+    __slots__ = ("_root_before", "_token", "nodeid", "scope", "seed")
+
+    def __init__(self, nodeid: str, seed: int) -> None:
+        self.nodeid, self.seed = nodeid, seed
+        self._root_before = {id(a) for a in _ROOT.armings()}
+        self.scope = faults.open_scope(inherit=False, record=True, seed=seed, name=nodeid)
+        self._token: Any = faults.activate(self.scope)
+
+    def finish(self) -> list[faults.Arming]:
+        """Leave and close the scope; disarm and return what was armed in the root scope meanwhile."""
+        if self._token is not None:
+            token, self._token = self._token, None
+            try:
+                faults.deactivate(token)
+            except (ValueError, RuntimeError):  # the scope was left in another context
+                pass
+        self.scope.close()
+        leaked = [a for a in _ROOT.armings() if id(a) not in self._root_before]
+        for arming in leaked:
+            arming.disarm()
+        return leaked
+
+    def touched(self) -> bool:
+        return bool(self.scope.history or self.scope.census)
+
+    def as_run(self) -> TestRun:
+        """The same test as a full (closed) :class:`TestRun`, for its record."""
+        run = TestRun(self.nodeid, self.seed)
+        run.scope.close()
+        run.scope = self.scope
+        return run

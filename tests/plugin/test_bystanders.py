@@ -1,0 +1,104 @@
+"""Tests that use nothing of the plugin take its light path: a plain faults scope and the
+root-scope leak check. What they arm still ends with them, a fault armed in the root still fails
+them, a model they build themselves is still recorded, and the public outcome hook still sees
+every test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_plain_inject_in_a_bystander_ends_with_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import faults
+        from pytest_gmem.model import Host
+
+        LEAKED = []
+
+        def test_1_bystander_arms_and_fails():
+            LEAKED.append(faults.inject("kvm_gmem_convert_compute_work", "ENOMEM", times=None))
+            raise RuntimeError("boom")
+
+        def test_2_model_of_its_own_sees_nothing():
+            g = Host().create_vm().create_guest_memfd(size="4M", mmap=True)
+            g.convert_private(0, "2M")
+            assert all(not a.live for a in LEAKED)
+            assert not faults.current().armings()
+
+        def test_3_gmem_test_sees_nothing(gmem):
+            gmem.convert_private(0, "2M")
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "--gmem-report=r.json")
+    result.assert_outcomes(passed=2, failed=1)
+    tests = json.loads((pytester.path / "r.json").read_text())["tests"]
+    # the bystander that built its own model is recorded with the points it reached
+    own = tests["test_plain_inject_in_a_bystander_ends_with_it.py::test_2_model_of_its_own_sees_nothing"]
+    assert "kvm_gmem_convert_compute_work" in own["reached"]
+
+
+def test_root_arming_from_a_bystanders_thread_fails_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import contextvars, threading
+        import faults
+
+        def test_1_arms_in_the_root():
+            # a thread started with an empty context arms in the process-wide root scope
+            t = threading.Thread(target=contextvars.Context().run,
+                                 args=(faults.inject, "kvm_gmem_convert_compute_work", "ENOMEM"),
+                                 kwargs={"times": None})
+            t.start(); t.join()
+
+        def test_2_sees_nothing(gmem):
+            gmem.convert_private(0, "2M")
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=1)  # the error is test 1's teardown
+    result.stdout.fnmatch_lines(["*armed 1 fault(s) in the process-wide root faults scope*"])
+
+
+def test_outcome_hook_sees_bystanders(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        SEEN = []
+        def pytest_gmem_test_outcome(item, outcome, record):
+            SEEN.append((item.name, outcome, sorted(record["reached"])))
+        def pytest_sessionfinish():
+            print("SEEN", SEEN)
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_bystander():
+            pass
+
+        def test_failing_bystander():
+            assert 0
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-s")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "SEEN [('test_bystander', 'passed', []), ('test_failing_bystander', 'failed', [])]" in result.stdout.str()
+
+
+def test_faker_is_seeded_without_an_autouse_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_a(faker, request):
+            assert "faker_seed" in request.fixturenames
+            print("NAME", faker.name())
+
+        def test_plain(request):
+            assert "faker_seed" not in request.fixturenames
+        """
+    )
+    first = pytester.runpytest("-p", "no:randomly", "-s", "--gmem-seed=5")
+    first.assert_outcomes(passed=2)
+    second = pytester.runpytest("-p", "no:randomly", "-s", "--gmem-seed=5")
+    names = [line for line in first.outlines if "NAME" in line]
+    assert names and names == [line for line in second.outlines if "NAME" in line]
