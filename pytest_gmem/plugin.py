@@ -11,7 +11,8 @@ Life of a test: at setup a fresh recording faults scope is made current and the 
 checked; just before the body the marker and ``--gmem-fault`` faults are armed; after the body
 everything is disarmed and every host the test built is checked (``host.check()`` and its WARN
 log); at the end of teardown the hosts are closed and checked again, and the scope is left and
-closed, whatever happened before.
+closed, whatever happened before. A test using no fixture and no marker of the plugin gets only
+its scope and the root-scope leak check (``testrun.LightRun``).
 """
 
 from __future__ import annotations
