@@ -249,7 +249,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # A plain hook (not a wrapper) so that failing here leaves other plugins' setup wrappers,
     # and their teardown, consistent; tryfirst: before the fixtures are set up.
     if item.stash.get(BYSTANDER, False):
-        item.stash[LIGHT] = LightRun(item.nodeid, cfg.seed_for(item.config.stash[SETTINGS].seed, item.nodeid))
+        light = item.stash[LIGHT] = LightRun(item.nodeid, cfg.seed_for(item.config.stash[SETTINGS].seed, item.nodeid))
+        # a fault it arms itself (faults.inject) still reaches the public hook (coverage contexts)
+        light.scope.listeners.append(lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired))
         return
     settings = item.config.stash[SETTINGS]
     extras = item.stash.get(EXTRAS, NO_EXTRAS)  # what a mode's plugin object asks for its items

@@ -102,3 +102,31 @@ def test_faker_is_seeded_without_an_autouse_fixture(pytester: pytest.Pytester) -
     second = pytester.runpytest("-p", "no:randomly", "-s", "--gmem-seed=5")
     names = [line for line in first.outlines if "NAME" in line]
     assert names and names == [line for line in second.outlines if "NAME" in line]
+
+
+def test_fault_fired_hook_sees_a_bystanders_own_fault(pytester: pytest.Pytester) -> None:
+    # the coverage contexts (--gmem-error-paths) learn of fired faults through this hook
+    pytester.makeconftest(
+        """
+        FIRED = []
+        def pytest_gmem_fault_fired(item, fired):
+            FIRED.append((item.name, fired.point))
+        def pytest_sessionfinish():
+            print("FIRED", FIRED)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import faults, pytest
+        from pytest_gmem.model import Host
+
+        def test_own_host_own_fault():
+            g = Host().create_vm().create_guest_memfd(size="4M", mmap=True)
+            faults.inject("kvm_gmem_convert_compute_work", "ENOMEM")
+            with pytest.raises(OSError):
+                g.convert_private(0, "2M")
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-s")
+    result.assert_outcomes(passed=1)
+    assert "FIRED [('test_own_host_own_fault', 'kvm_gmem_convert_compute_work')]" in result.stdout.str()
