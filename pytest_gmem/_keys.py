@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import config as cfg
-from .testrun import LightRun, TestRun
+from .testrun import TestRun
 
 if TYPE_CHECKING:
     from .sweep import ItemState
@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 SETTINGS = pytest.StashKey[cfg.Settings]()
 SESSION_FAULTS = pytest.StashKey[list[cfg.ArmRequest]]()
 RUN = pytest.StashKey[TestRun]()
-#: A test that uses nothing of the plugin (set at collection) and, while it runs, its light run.
+#: A test that uses nothing of the plugin (set at collection) and, while it runs, its run: only
+#: its scope and the root-scope leak check, kept here (not under RUN) until it needs a record.
 BYSTANDER = pytest.StashKey[bool]()
-LIGHT = pytest.StashKey[LightRun]()
+LIGHT = pytest.StashKey[TestRun]()
 PARAMS = pytest.StashKey[cfg.GmemParams]()
 PHASES = pytest.StashKey[dict[str, tuple[str, bool]]]()
 SWEEP: pytest.StashKey[ItemState] = pytest.StashKey()

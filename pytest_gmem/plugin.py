@@ -12,7 +12,7 @@ checked; just before the body the marker and ``--gmem-fault`` faults are armed; 
 everything is disarmed and every host the test built is checked (``host.check()`` and its WARN
 log); at the end of teardown the hosts are closed and checked again, and the scope is left and
 closed, whatever happened before. A test using no fixture and no marker of the plugin gets only
-its scope and the root-scope leak check (``testrun.LightRun``).
+its scope and the root-scope leak check.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from .report import (
     section_text,
     strict_failure,
 )
-from .testrun import FaultsFixture, GmemFactory, LightRun, Problem, TestRun, root_leak_text
+from .testrun import FaultsFixture, GmemFactory, Problem, TestRun, root_leak_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -248,18 +248,16 @@ def _read_markers(item: pytest.Item) -> tuple[cfg.GmemParams, list[cfg.ArmReques
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # A plain hook (not a wrapper) so that failing here leaves other plugins' setup wrappers,
     # and their teardown, consistent; tryfirst: before the fixtures are set up.
-    if item.stash.get(BYSTANDER, False):
-        light = item.stash[LIGHT] = LightRun(item.nodeid, cfg.seed_for(item.config.stash[SETTINGS].seed, item.nodeid))
-        # a fault it arms itself (faults.inject) still reaches the public hook (coverage contexts)
-        light.scope.listeners.append(lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired))
-        return
     settings = item.config.stash[SETTINGS]
     extras = item.stash.get(EXTRAS, NO_EXTRAS)  # what a mode's plugin object asks for its items
     run = TestRun(item.nodeid, cfg.seed_for(settings.seed, seed_nodeid(item)))
-    item.stash[RUN] = run
     run.start()
-    if extras.public:
+    if extras.public:  # a fault a bystander arms itself reaches it too (coverage contexts)
         run.scope.listeners.append(lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired))
+    if item.stash.get(BYSTANDER, False):
+        item.stash[LIGHT] = run  # no markers to read, nothing to arm: see the teardown
+        return
+    item.stash[RUN] = run
     error: str | None = None
     try:
         params, requests, allow = _read_markers(item)
@@ -345,9 +343,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         result = yield
     finally:  # whatever a fixture's teardown did, the plugin's own checks come here
         if light is not None:
-            leaked = light.finish()
+            light.finish()
+            leaked = light.root_leaks()
             if light.touched():  # it reached the model's points (a Host of its own): a full record
-                item.stash[RUN] = light.as_run()
+                item.stash[RUN] = light
             if leaked:
                 pytest.fail(root_leak_text(item.nodeid, leaked), pytrace=False)
         if run is not None:
@@ -377,7 +376,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # public outcome hook is still called once per test when something implements it
         if report.when != "teardown" or not item.ihook.pytest_gmem_test_outcome.get_hookimpls():
             return report
-        run = item.stash[RUN] = item.stash[LIGHT].as_run()
+        run = item.stash[RUN] = item.stash[LIGHT]
     extras = item.stash.get(EXTRAS, NO_EXTRAS)
     if report.when == "teardown":
         record = _record(item, run)

@@ -251,6 +251,7 @@ class Sweeps:
         node.workerinput["gmem_census"] = self._shipped_out
 
     _shipped_out: dict[str, Any] | None = None
+    _frozen = False  # the collection's objects are out of the garbage collector's reach
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -381,7 +382,7 @@ class Sweeps:
         return " ".join(["pytest", *(shlex.quote(a) for a in self.config.invocation_params.args)])
 
     def pytest_sessionfinish(self) -> None:
-        if getattr(self, "_frozen", False):
+        if self._frozen:
             import gc
 
             gc.unfreeze()
@@ -432,6 +433,7 @@ class SweepItemHooks:
 
     def __init__(self, sweeps: Sweeps) -> None:
         self.sweeps = sweeps
+        self.config = sweeps.config
 
     # --- results ------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -441,8 +443,8 @@ class SweepItemHooks:
         shipped = getattr(report, "gmem_reports", None)
         if shipped and not self.sweeps.is_worker:  # a batch's scenarios, run on an xdist worker
             for data in shipped:
-                rep = self.sweeps.config.hook.pytest_report_from_serializable(config=self.sweeps.config, data=data)
-                self.sweeps.config.hook.pytest_runtest_logreport(report=rep)
+                rep = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
+                self.config.hook.pytest_runtest_logreport(report=rep)
         record = getattr(report, "gmem", None)
         if not (isinstance(record, dict) and isinstance(record.get("sweep"), dict)):
             return
@@ -450,7 +452,7 @@ class SweepItemHooks:
             self.sweeps.records.append(record)
         elif getattr(report, "gmem_scenario", False):  # a scenario of a batch: its one report
             self.sweeps.records.append(record)
-            collector = self.sweeps.config.pluginmanager.get_plugin("gmem-collector")
+            collector = self.config.pluginmanager.get_plugin("gmem-collector")
             if collector is not None:
                 collector.summary.add(record)
 

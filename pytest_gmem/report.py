@@ -51,7 +51,7 @@ def build_record(run: TestRun, session_seed: int, revision: str | None, fault_te
     unfired = sc.unfired()
     armed = [
         {
-            "arming": run.texts.get(id(a), a.describe()),
+            "arming": run.arming_text(a),
             "source": a.source or "",
             "hits": a.hits,
             "fired": a.fired,
@@ -75,7 +75,7 @@ def build_record(run: TestRun, session_seed: int, revision: str | None, fault_te
         "used_model": run.used_model,
         "armed": armed,
         "fired": fired,
-        "unfired": [run.texts.get(id(a), a.describe()) for a in unfired],
+        "unfired": [run.arming_text(a) for a in unfired],
         "unfired_why": [faults.why_unfired(a, sc) for a in unfired],
         "reached": dict(sorted(sc.census.items())),
         "problems": [{"kind": p.kind, "text": p.text} for p in run.problems],
@@ -129,7 +129,7 @@ def strict_failure(run: TestRun) -> str | None:
     lines = [f"gmem: {len(unfired)} fault(s) armed by {run.nodeid} never fired (--gmem-strict-faults):"]
     for a in unfired:
         where = f"  [{a.source}]" if a.source else ""
-        lines += _unfired_lines(f"{run.texts.get(id(a), a.describe())}{where}", faults.why_unfired(a, run.scope))
+        lines += _unfired_lines(f"{run.arming_text(a)}{where}", faults.why_unfired(a, run.scope))
     return "\n".join(lines)
 
 

@@ -111,6 +111,12 @@ class TestRun:
                 self.texts[id(armings[0])] = req.text()
             self.armed_at_start.extend(armings)
 
+    def arming_text(self, arming: faults.Arming) -> str:
+        """An arming as the reports show it: the text-grammar form it was armed from, else its
+        description."""
+        text = self.texts.get(id(arming))
+        return arming.describe() if text is None else text
+
     def end_body(self) -> list[Problem]:
         """Disarm everything (transient references are dropped), then check every host."""
         for arming in reversed(self.scope.armings()):
@@ -311,41 +317,3 @@ class GmemFactory:
         )
         return self._run.add_file(gmem)
 
-
-class LightRun:
-    """A bystander's run (a test using no fixture and no marker of the plugin): only its own
-    faults scope, so that a plain ``faults.inject`` in its body ends with it, and the root-scope
-    leak check. A bystander that reached the model's points after all becomes a full
-    :class:`TestRun` for its record (:meth:`as_run`)."""
-
-    __slots__ = ("_root_before", "_token", "nodeid", "scope", "seed")
-
-    def __init__(self, nodeid: str, seed: int) -> None:
-        self.nodeid, self.seed = nodeid, seed
-        self._root_before = {id(a) for a in _ROOT.armings()}
-        self.scope = faults.open_scope(inherit=False, record=True, seed=seed, name=nodeid)
-        self._token: Any = faults.activate(self.scope)
-
-    def finish(self) -> list[faults.Arming]:
-        """Leave and close the scope; disarm and return what was armed in the root scope meanwhile."""
-        if self._token is not None:
-            token, self._token = self._token, None
-            try:
-                faults.deactivate(token)
-            except (ValueError, RuntimeError):  # the scope was left in another context
-                pass
-        self.scope.close()
-        leaked = [a for a in _ROOT.armings() if id(a) not in self._root_before]
-        for arming in leaked:
-            arming.disarm()
-        return leaked
-
-    def touched(self) -> bool:
-        return bool(self.scope.history or self.scope.census)
-
-    def as_run(self) -> TestRun:
-        """The same test as a full (closed) :class:`TestRun`, for its record."""
-        run = TestRun(self.nodeid, self.seed)
-        run.scope.close()
-        run.scope = self.scope
-        return run

@@ -9,10 +9,20 @@ counts from it; a test that sets max_examples itself keeps its own).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 import pytest
-from hypothesis import HealthCheck, settings
+
+#: What the suite needs beyond pytest (the project's own dependencies and its `test` extra): a
+#: Python without them gets one line saying how to install them, not three collection errors.
+_MISSING = [name for name in ("faker", "hypothesis", "xdist") if importlib.util.find_spec(name) is None]
+if _MISSING:
+    raise pytest.UsageError(f"tests need {', '.join(_MISSING)}, which this Python ({sys.executable}) lacks: "
+                            "install the project with its test extra, pip install -e '.[test]'")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 #: Examples per fuzz test in each profile (the fuzz tests count: see FUZZ_TESTS in bench_fuzz.py).
 FUZZ_EXAMPLES = {"dev": 60, "ci": 800}
