@@ -23,7 +23,8 @@ BOUND_ARGS = frozenset({"faults", "gmem_factory", "faker", "request"})
 BOUND_FIXTURES = frozenset({"faults", "faker"})
 BATCH_HELP = (
     "Fault sweeps in batches: one pytest item runs up to N scenarios of a test in-process, each "
-    "from a copy of the state the item's fixtures set up (node id test_x[sweep-POINT-KIND-1..N]); "
+    "from a copy of the state the item's fixtures set up (node id test_x[sweep-POINT-KIND-1..N], "
+    "several points joined by '+'); "
     "every scenario still gets its own report, failure section, reproduce line, JSON record and "
     "coverage context. 'off': one item per scenario (also whenever a sweep item's id is given on "
     "the command line, and for tests that use a fixture with a teardown, 'faults', "
@@ -70,15 +71,14 @@ def not_resumable(item: pytest.Function) -> str | None:
 
 
 def batches(scenarios: list[Scenario], size: int) -> list[list[Scenario]]:
-    """Consecutive scenarios that differ only in the nth of their last fault (as ``plan`` lists
-    them), in chunks of at most ``size``."""
+    """Consecutive scenarios (as ``plan`` lists them) of one revision whose faults differ only in
+    the last one (any point, kind or nth: at depth 2, the rollback faults of one first fault), in
+    chunks of at most ``size``. One item per chunk sets the fixtures up once for all of them."""
     out: list[list[Scenario]] = []
     for s in scenarios:
         last = out[-1][-1] if out else None
         if (last is not None and len(out[-1]) < size and last.faults[:-1] == s.faults[:-1]
-                and last.revision == s.revision and last.faults[-1].point == s.faults[-1].point
-                and last.faults[-1].kind == s.faults[-1].kind and last.faults[-1].phase == s.faults[-1].phase
-                and last.faults[-1].nth + 1 == s.faults[-1].nth):
+                and last.revision == s.revision):
             out[-1].append(s)
         else:
             out.append([s])
@@ -86,9 +86,21 @@ def batches(scenarios: list[Scenario], size: int) -> list[list[Scenario]]:
 
 
 def batch_ident(group: list[Scenario]) -> str:
-    """``[REV-]sweep-POINT-KIND-FIRST..LAST`` (depth 2: the first fault, then the second's range)."""
-    first, last = group[0], group[-1]
-    return f"{first.ident()}..{last.faults[-1].nth}"
+    """``[REV-]sweep-POINT-KIND-FIRST..LAST`` for a run of one point and kind; runs of several
+    joined by ``+`` (``sweep-P1-K1-1..20+P2-K2-1``); at depth 2 the first fault comes first
+    (``sweep-P1-K1-3-rollback-P2-K2-1..5``)."""
+    parts: list[tuple[str, int, int]] = []  # (the last fault's ident without its nth, first, last)
+    for s in group:
+        f = s.faults[-1]
+        stem = f.ident().removesuffix(f"-{f.nth}")
+        if parts and parts[-1][0] == stem and parts[-1][2] + 1 == f.nth:
+            parts[-1] = (stem, parts[-1][1], f.nth)
+        else:
+            parts.append((stem, f.nth, f.nth))
+    runs = "+".join(f"{stem}-{a}" if a == b else f"{stem}-{a}..{b}" for stem, a, b in parts)
+    head = group[0].ident()
+    last = group[0].faults[-1].ident()
+    return f"{head.removesuffix(last)}{runs}"
 
 
 class SweepBatch(pytest.Function):
@@ -115,6 +127,8 @@ def run_batch(item: SweepBatch) -> None:
     from .sweep import ItemState, Resume, run_resumed
 
     run = item.stash[RUN]
+    # the points the fixtures' setup reached: every scenario's own item would reach them too
+    setup_hits = dict(run.scope.census)
     info = item._fixtureinfo
     values: dict[str, Any] = {}
     shared: dict[str, Any] = {}
@@ -139,7 +153,7 @@ def run_batch(item: SweepBatch) -> None:
             on_fired=lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired),
             around_body=functools.partial(cov.scenario, nodeid) if cov is not None else None,
         )
-        report = scenario_report(item, result, nodeid, name, keywords)
+        report = scenario_report(item, result, nodeid, name, keywords, setup_hits)
         report.duration, report.start, report.stop = time.perf_counter() - t0, start, time.time()
         if hasattr(item.config, "workerinput"):
             item.gmem_reports.append(item.config.hook.pytest_report_to_serializable(config=item.config,
@@ -154,11 +168,12 @@ def clone_name(item: pytest.Function, extra_id: str) -> str:
     ids = [*(callspec._idlist if callspec is not None else ()), extra_id]
     return f"{item.originalname}[{'-'.join(ids)}]"
 
-def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str,
-                     keywords: dict[str, Any]) -> pytest.TestReport:
+def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str, keywords: dict[str, Any],
+                    setup_hits: dict[str, int] | None = None) -> pytest.TestReport:
     """The one report of a batched scenario, as its own item's reports would add up: the
     call's failure (or the one found when its hosts were closed), the tolerated outcomes as
-    xfail, the gmem sections, and the record (``report.gmem``)."""
+    xfail, the gmem sections, and the record (``report.gmem``; the points it reached count the
+    batch's setup, ``setup_hits``, as its own item's setup would have reached them)."""
     from .report import (
         build_record,
         combine_outcome,
@@ -175,6 +190,11 @@ def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str,
     record = build_record(run, settings.seed, settings.revision if settings.revision_source != "default" else None,
                           [f.text for f in settings.faults])
     record["reproduce"] += state.flags
+    if setup_hits:
+        reached = dict(setup_hits)
+        for point, n in record["reached"].items():
+            reached[point] = reached.get(point, 0) + n
+        record["reached"] = dict(sorted(reached.items()))
     sections: list[tuple[str, str]] = []
     if interesting(record):
         sections.append(("Captured gmem faults call", section_text(record)))

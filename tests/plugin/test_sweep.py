@@ -45,7 +45,7 @@ SPLIT_IDS = [
 ]
 
 
-#: One item per scenario (the default runs consecutive scenarios of a point in one batch item)
+#: One item per scenario (the default runs up to 64 scenarios of a test in one batch item)
 OFF = "--gmem-sweep-batch=off"
 
 
@@ -184,7 +184,7 @@ def test_under_xdist_each_census_is_computed_once_and_shipped_when_cached(
 
 def test_gmem_sweep_option_sweeps_every_model_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-sweep")
+    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-sweep", "--gmem-sweep-batch=off")
     ids = _ids(result)
     assert "test_not_swept[sweep-kvm_gmem_convert_compute_work-ENOMEM-1]" in ids
     assert "test_split[sweep-filemap_remove_folio_for_restructuring-specref.hold3-1]" in ids  # its marker wins
@@ -192,7 +192,8 @@ def test_gmem_sweep_option_sweeps_every_model_test(pytester: pytest.Pytester) ->
 
 def test_depth_two_adds_rollback_faults(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite=SUITE.replace("max_nth=2)", "max_nth=1, depth=2)"))
-    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-compare=fixed")
+    result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-compare=fixed",
+                                "--gmem-sweep-batch=off")
     ids = _ids(result)
     assert any("-rollback-" in i for i in ids)
     first = "fixed-sweep-guestmem_hugetlb_stash_metadata-ENOMEM-1"

@@ -1,4 +1,4 @@
-"""Batched sweep items (--gmem-sweep-batch, the default): one item per run of scenarios of a
+"""Batched sweep items (--gmem-sweep-batch, the default): up to 64 scenarios of a test in one item,
 point, every scenario still reported, counted, recorded and reproducible on its own."""
 
 from __future__ import annotations
@@ -33,10 +33,23 @@ def _ids(result: pytest.RunResult) -> list[str]:
 def test_a_batch_item_names_the_scenarios_it_holds(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_fr=FRAGILE)
     result = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider")
-    assert _ids(result) == ["test_fragile", f"test_fragile[sweep-{POINT}-ENOMEM-1..3]",
-                            "test_fragile[sweep-guestmem_hugetlb_stash_metadata-ENOMEM-1]"]
+    stash = "guestmem_hugetlb_stash_metadata-ENOMEM-1"
+    assert _ids(result) == ["test_fragile", f"test_fragile[sweep-{POINT}-ENOMEM-1..3+{stash}]"]
     two = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-sweep-batch=2")
-    assert _ids(two)[1:3] == [f"test_fragile[sweep-{POINT}-ENOMEM-1..2]", f"test_fragile[sweep-{POINT}-ENOMEM-3]"]
+    assert _ids(two)[1:] == [f"test_fragile[sweep-{POINT}-ENOMEM-1..2]",
+                             f"test_fragile[sweep-{POINT}-ENOMEM-3+{stash}]"]
+    three = pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-sweep-batch=3")
+    assert _ids(three)[1:] == [f"test_fragile[sweep-{POINT}-ENOMEM-1..3]", f"test_fragile[sweep-{stash}]"]
+
+
+def test_depth_two_batches_hold_the_rollback_faults_of_one_first_fault(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fr=CAUGHT.replace("max_nth=3)", "max_nth=1, depth=2)"))
+    ids = _ids(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider"))
+    second = [i for i in ids if "-rollback-" in i]
+    assert second, ids
+    for ident in second:  # one first fault, then the rollback faults (each named with its phase)
+        head, _, runs = ident.partition("-rollback-")
+        assert "+" not in head and all(r.startswith("rollback-") for r in runs.split("+")[1:]), ident
 
 
 def test_every_scenario_of_a_batch_is_reported_on_its_own(pytester: pytest.Pytester) -> None:
@@ -79,7 +92,8 @@ def test_batched_and_single_items_give_the_same_records(pytester: pytest.Pyteste
         assert result.ret == 0
         data = json.loads((pytester.path / f"r-{mode}.json").read_text())
         records[mode] = {n: (t["outcome"], t["sweep"]["outcome"], t["sweep"]["revision"], t["sweep"]["detail"],
-                             t["fired"], t["reproduce"]) for n, t in data["tests"].items() if "sweep" in t}
+                             t["fired"], t["reproduce"], t["reached"])
+                         for n, t in data["tests"].items() if "sweep" in t}
         records[mode + " table"] = data["sweep"]["comparison"]
     assert len(records["64"]) == 8 and records["64"] == records["off"]
     assert records["64 table"] == records["off table"]
