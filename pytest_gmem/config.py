@@ -590,6 +590,7 @@ class ArmRequest:
     when: Mapping[str, Any] | None = None
     spec: str | None = None  # text grammar form (fault marker, --gmem-fault)
     meta: Mapping[str, Any] = field(default_factory=dict)
+    label: str | None = None  # the text form, when the maker already has it (a sweep's fault)
 
     def arm(self) -> list[faults.Arming]:
         """Arm in the current faults scope; raises ConfigError naming the source."""
@@ -619,6 +620,8 @@ class ArmRequest:
         """The arming in the text grammar (what ``--gmem-fault`` would take)."""
         if self.spec is not None:
             return self.spec
+        if self.label is not None:
+            return self.label
         try:
             from faults.spec import ArmingSpec, RuleSpec, TermSpec, format_spec, when_pairs
 

@@ -9,6 +9,7 @@ Pure data, no import of the model: the plugin reads it at load time. Adding a re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: The uAPIs a revision can speak (``Revision.abi``).
 ABIS = ("rfc-v2", "upstream")
@@ -66,6 +67,13 @@ class Revision:
     expect: str = "clean"
     #: the version of the series it follows, with the mails or branch read
     follows: str = ""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A registered revision pickles (and deep-copies) as its name: a sweep's per-scenario
+        state copy shares the one instance instead of rebuilding all its fields."""
+        if REVISIONS.get(self.name) is self:
+            return (get_revision, (self.name,))
+        return super().__reduce_ex__(protocol)
 
     @property
     def has_rollback(self) -> bool:

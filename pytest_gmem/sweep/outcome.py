@@ -107,7 +107,7 @@ class ItemState:
         out = []
         for f in self.scenario.faults:
             name, args = kind_args(f.kind)
-            out.append(ArmRequest(self.source, f.point, name, args, f.nth, 1, f.when()))
+            out.append(ArmRequest(self.source, f.point, name, args, f.nth, 1, f.when(), label=f.text()))
         return out
 
     def fired_fault(self, fired: faults.Fired, hosts: Iterable[Any]) -> None:
@@ -115,7 +115,8 @@ class ItemState:
             self.watch.fired(hosts)
 
     def begin_body(self, scope: faults.Scope) -> None:
-        self.body = BodyCensus(scope)
+        if self.census_mode:  # only a census run reads its body's hits (a walk of the whole trace)
+            self.body = BodyCensus(scope)
 
     def body_raised(self, exc: BaseException, *, skipped: bool = False) -> None:
         """The body raised ``exc``; ``skipped``: it is pytest's skip or xfail, not a failure."""

@@ -648,3 +648,22 @@ def test_census_key_covers_helper_modules_the_test_imports(pytester: pytest.Pyte
     # pytest's own --cache-clear starts from an empty cache
     pytester.runpytest_subprocess("--co", "-q", "--gmem-seed=1", "--cache-clear")
     assert len(_census_files(pytester)) == 1
+
+
+@pytest.mark.parametrize("kind", ["ENOMEM", "EAGAIN", "speculative_refcount(hold=3)",
+                                  "speculative_refcount(hold=none)"])
+@pytest.mark.parametrize("phase", [None, "rollback"])
+def test_a_scenario_arms_under_the_text_the_grammar_gives_it(kind: str, phase: str | None) -> None:
+    """A sweep's arm request carries its fault's text (formatting it per scenario costs a tenth
+    of the arming): it must be what the request would format itself, and what it arms."""
+    import dataclasses
+
+    from faults.grammar import parse_kind
+    from pytest_gmem.sweep import Scenario
+    from pytest_gmem.sweep.outcome import ItemState
+    from pytest_gmem.sweep.spec import SweepFault
+
+    fault = SweepFault("kvm_gmem_shareability_store", parse_kind(kind), 2, phase)
+    request = ItemState(Scenario((fault,)), "fault_sweep on t", "t").arm_requests()[0]
+    assert request.label is not None
+    assert request.text() == dataclasses.replace(request, label=None).text() == fault.text()
