@@ -374,9 +374,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     phases[report.when] = (report.outcome, hasattr(report, "wasxfail"))
     if run is None:  # a bystander's: its run, if it touched anything, came at teardown; the
         # public outcome hook is still called once per test when something implements it
-        if report.when != "teardown" or not item.ihook.pytest_gmem_test_outcome.get_hookimpls():
+        if report.when != "teardown":
             return report
-        run = item.stash[RUN] = item.stash[LIGHT]
+        light = item.stash[LIGHT]
+        del item.stash[LIGHT], item.stash[PHASES]  # items live as long as the session: keep nothing
+        if not item.ihook.pytest_gmem_test_outcome.get_hookimpls():
+            return report
+        run = item.stash[RUN] = light
     extras = item.stash.get(EXTRAS, NO_EXTRAS)
     if report.when == "teardown":
         record = _record(item, run)
