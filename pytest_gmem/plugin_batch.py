@@ -141,6 +141,8 @@ def run_batch(item: SweepBatch) -> None:
     base = item.gmem_base
     cov = item.config.pluginmanager.get_plugin("gmem-coverage")
     keywords = {k: 1 for k in item.keywords}
+    ihook = item.ihook  # a property that looks the conftest plugins up on every access
+    on_fired = functools.partial(_fault_fired, ihook, item)
     for scenario in item.gmem_scenarios:
         name = clone_name(base, scenario.ident())
         nodeid = f"{base.parent.nodeid}::{name}" if base.parent is not None else name
@@ -150,7 +152,7 @@ def run_batch(item: SweepBatch) -> None:
         t0 = time.perf_counter()
         result = run_resumed(
             resume, state, nodeid, state.arm_requests(),
-            on_fired=lambda fired: item.ihook.pytest_gmem_fault_fired(item=item, fired=fired),
+            on_fired=on_fired,
             around_body=functools.partial(cov.scenario, nodeid) if cov is not None else None,
         )
         report = scenario_report(item, result, nodeid, name, keywords, setup_hits)
@@ -159,8 +161,12 @@ def run_batch(item: SweepBatch) -> None:
             item.gmem_reports.append(item.config.hook.pytest_report_to_serializable(config=item.config,
                                                                                    report=report))
         else:
-            item.ihook.pytest_runtest_logreport(report=report)
-        item.ihook.pytest_gmem_test_outcome(item=item, outcome=report.gmem["outcome"], record=report.gmem)
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_gmem_test_outcome(item=item, outcome=report.gmem["outcome"], record=report.gmem)
+
+
+def _fault_fired(ihook: Any, item: pytest.Item, fired: Any) -> None:
+    ihook.pytest_gmem_fault_fired(item=item, fired=fired)
 
 def clone_name(item: pytest.Function, extra_id: str) -> str:
     """The name :meth:`_clone` gives ``item``'s clone with ``extra_id``."""

@@ -12,9 +12,7 @@ pytest's ``--fulltrace``) keeps every frame always.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
 from types import TracebackType
-from typing import Any
 
 import pytest
 
@@ -69,13 +67,14 @@ class TraceHider:
     def pytest_unconfigure(self) -> None:
         _ENABLED.pop()
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        # a plain first implementation (it returns None: the next one makes the report), not a
+        # wrapper: it runs for every phase of every test, and a wrapper is a generator each time
         if self.enabled and call.excinfo is not None:
             mark_library_frames(call.excinfo.tb)
             for chained in _chain(call.excinfo.value):
                 mark_library_frames(chained.__traceback__)
-        return (yield)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
