@@ -130,3 +130,33 @@ def test_fault_fired_hook_sees_a_bystanders_own_fault(pytester: pytest.Pytester)
     result = pytester.runpytest("-p", "no:randomly", "-s")
     result.assert_outcomes(passed=1)
     assert "FIRED [('test_own_host_own_fault', 'kvm_gmem_convert_compute_work')]" in result.stdout.str()
+
+
+def test_a_bystander_keeps_nothing_of_the_plugin_after_it_ran(pytester: pytest.Pytester) -> None:
+    # items live as long as the session: a run kept per bystander (a faults scope, its lists)
+    # would grow the heap, and every full garbage collection, with the size of the suite
+    pytester.makeconftest(
+        """
+        from pytest_gmem import _keys
+
+        KEPT = []
+
+        def pytest_sessionfinish(session):
+            for item in session.items:
+                KEPT.extend((item.name, k) for k in ("RUN", "LIGHT", "PHASES")
+                            if getattr(_keys, k) in item.stash)
+            print("KEPT", KEPT)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_bystander(i):
+            assert i >= 0
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "-s")
+    result.assert_outcomes(passed=3)
+    assert "KEPT []" in result.stdout.str()
