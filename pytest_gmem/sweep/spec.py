@@ -15,6 +15,28 @@ OUTCOMES = ("clean", "success", "warn", "invariant", "kernel-bug", "not-fired", 
 #: Outcomes that pass in a plain sweep; every other outcome fails the item unless expected
 #: (a ``skipped`` item is reported as skipped by pytest itself).
 PASSING = frozenset({"clean", "success"})
+
+def _printable(value: Any) -> bool:
+    try:
+        repr(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` for a message, or what it is when Python refuses to write it as text (an
+    integer of more digits than ``sys.get_int_max_str_digits()``, or a container holding one)."""
+    try:
+        return repr(value)
+    except ValueError:
+        import sys
+
+        digits = sys.get_int_max_str_digits()
+        if isinstance(value, int):
+            return f"an integer of more than {digits} digits"
+        return f"a {type(value).__name__} holding an integer of more than {digits} digits"
+
 #: The phase whose hits a depth-2 sweep fails a second time.
 ROLLBACK = "rollback"
 
@@ -48,11 +70,11 @@ def parse_kind(text: str | faults.Kind, where: str = "fault_sweep") -> faults.Ki
     if isinstance(text, faults.Kind):
         return text
     if not isinstance(text, str) or not text.strip():
-        raise SweepError(f"{where}: a kind must be a string in the fault grammar, got {text!r}")
+        raise SweepError(f"{where}: a kind must be a string in the fault grammar, got {_shown(text)}")
     try:
         return faults.parse_kind(text, source=where)
     except (faults.FaultError, ValueError, TypeError) as exc:
-        raise SweepError(f"{where}: invalid kind {text!r}: {exc}") from None
+        raise SweepError(f"{where}: invalid kind {_shown(text)}: {exc}") from None
 
 
 def kind_label(kind: faults.Kind) -> str:
@@ -156,10 +178,10 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
         values[k] = v
     points = values.get("points", "*")
     if not isinstance(points, (str, list, tuple)):
-        raise SweepError(f"{where}: points must be a glob or a sequence of globs, got {points!r}")
+        raise SweepError(f"{where}: points must be a glob or a sequence of globs, got {_shown(points)}")
     points_t = (points,) if isinstance(points, str) else tuple(points)
     if not points_t or not all(isinstance(p, str) and p for p in points_t):
-        raise SweepError(f"{where}: points must be a glob or a sequence of globs, got {points!r}")
+        raise SweepError(f"{where}: points must be a glob or a sequence of globs, got {_shown(points)}")
     for p in points_t:
         try:
             faults.match_points(p, where)
@@ -167,7 +189,8 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
             raise SweepError(str(exc)) from None
     kinds = values.get("kinds", ("ENOMEM",))
     if not isinstance(kinds, (str, faults.Kind, list, tuple)):
-        raise SweepError(f"{where}: kinds must be a kind or a sequence of kinds in the fault grammar, got {kinds!r}")
+        raise SweepError(f"{where}: kinds must be a kind or a sequence of kinds in the fault grammar, "
+                         f"got {_shown(kinds)}")
     kinds_t = (kinds,) if isinstance(kinds, (str, faults.Kind)) else tuple(kinds)
     if not kinds_t:
         raise SweepError(f"{where}: kinds must name at least one kind")
@@ -177,20 +200,21 @@ def sweep_spec(args: Sequence[Any], kwargs: Mapping[str, Any], where: str, defau
         kind_args(kind, where)  # a kind the sweep can re-arm
         parsed.setdefault(kind_label(kind), kind)  # "ENOMEM" and "enomem" are one kind: one item each nth
     max_nth = values.get("max_nth")
-    if max_nth is not None and (isinstance(max_nth, bool) or not isinstance(max_nth, int) or max_nth < 1):
-        raise SweepError(f"{where}: max_nth must be an integer >= 1 or None, got {max_nth!r}")
+    if max_nth is not None and (isinstance(max_nth, bool) or not isinstance(max_nth, int) or max_nth < 1
+                                or not _printable(max_nth)):  # a cap no message, key or report can hold
+        raise SweepError(f"{where}: max_nth must be an integer >= 1 or None, got {_shown(max_nth)}")
     depth = values.get("depth", default_depth)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth not in (1, 2):
-        raise SweepError(f"{where}: depth must be 1 or 2, got {depth!r}")
+        raise SweepError(f"{where}: depth must be 1 or 2, got {_shown(depth)}")
     expect = values.get("expect", ())
     if not isinstance(expect, (str, list, tuple, set, frozenset)):
-        raise SweepError(f"{where}: expect must be an outcome or a sequence of outcomes, got {expect!r}")
+        raise SweepError(f"{where}: expect must be an outcome or a sequence of outcomes, got {_shown(expect)}")
     expect_t = (expect,) if isinstance(expect, str) else tuple(expect)
     if "any" in expect_t:
         expect_t = OUTCOMES
     bad = [e for e in expect_t if not isinstance(e, str) or e not in OUTCOMES]
     if bad:
-        raise SweepError(f"{where}: unknown outcome(s) {bad!r} in expect; outcomes: {', '.join(OUTCOMES)}, any")
+        raise SweepError(f"{where}: unknown outcome(s) {_shown(bad)} in expect; outcomes: {', '.join(OUTCOMES)}, any")
     return SweepSpec(points_t, tuple(parsed.values()), max_nth, int(depth), frozenset(expect_t))
 
 

@@ -170,12 +170,17 @@ def test_fuzz_findings_are_config_errors(name: str, args: list[Any], kwargs: dic
     assert f"marker {name} on {WHERE}" in str(e.value)
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="pytest_gmem/sweep.py's messages repr the value (another branch's file): "
-                          "ValueError 'Exceeds the limit (4300 digits)' instead of a SweepError")
-def test_fault_sweep_with_an_unprintable_integer() -> None:
-    with pytest.raises(SweepError):
-        sweep_spec([], {"depth": HUGE}, "marker fault_sweep on test_fuzz")
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"depth": HUGE}, "depth must be 1 or 2, got an integer of more than"),
+    ({"max_nth": HUGE}, "max_nth must be an integer >= 1 or None, got an integer of more than"),
+    ({"points": [HUGE]}, "points must be a glob or a sequence of globs, got a list holding an integer of more than"),
+    ({"kinds": (HUGE,)}, "a kind must be a string in the fault grammar, got an integer of more than"),
+    ({"expect": [HUGE]}, "unknown outcome(s) a list holding an integer of more than"),
+], ids=["depth", "max_nth", "points", "kinds", "expect"])
+def test_fault_sweep_with_an_unprintable_integer(kwargs: dict[str, Any], message: str) -> None:
+    # an integer too long for Python to write as text used to raise ValueError from the message
+    with pytest.raises(SweepError, match=re.escape(f"marker fault_sweep on test_fuzz: {message}")):
+        sweep_spec([], kwargs, "marker fault_sweep on test_fuzz")
 
 
 # --- settings from the command line, the environment and the ini file ----------------------------
