@@ -259,7 +259,7 @@ def _scenarios(last: str) -> int:
     return sum(int(n) for n in re.findall(r"(\d+) (?:passed|xfailed|failed|skipped)", last))
 
 
-def reference_runs(path: str, cwd: str, free_rate: float, bases: int) -> dict[str, float]:
+def reference_runs(path: str, cwd: str, free_rate: float, bases: int, checked_rate: float) -> dict[str, float]:
     """The reference workload through pytest with the census cache on: batched and one item
     per scenario, -n 0 and -n 2, cold (empty cache) then warm; returns seconds by run."""
     out: dict[str, float] = {}
@@ -273,7 +273,7 @@ def reference_runs(path: str, cwd: str, free_rate: float, bases: int) -> dict[st
                 census = re.search(r"sweep censuses: .*", last)
                 print(f"   batch={batch:<3} -n {n} {state}: {scenarios} scenarios in {own:.2f}s = "
                       f"{scenarios / own:,.0f} scenarios/s ({scenarios / own / free_rate:.2f}x the pytest-free "
-                      f"runner; {census.group(0) if census else last})")
+                      f"runner, {scenarios / own / checked_rate:.2f}x 1b; {census.group(0) if census else last})")
     for batch in ("64", "off"):
         for state in ("cold", "warm"):
             r = out[f"{batch} 0 {state}"] / out[f"{batch} 2 {state}"]
@@ -318,13 +318,14 @@ def write(cwd: str, name: str, text: str) -> str:
     return path
 
 
-def through_pytest(revision: str, free_rate: float, repeats: int, table: bool, heavy: bool) -> None:
+def through_pytest(revision: str, free_rate: float, repeats: int, table: bool, heavy: bool,
+                   checked_rate: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = write(tmp, "test_bench_sweep.py", TEST_FILE.format(
             revision=revision, max_nth=ROUND_TRIP_MAX_NTH, offsets=OFFSETS, sizes=SIZES))
         busy = write(tmp, "test_busy.py", BUSY_FILE)
         print("3. the reference workload through pytest (pytest's own 'in X s'; census cache on):")
-        reference_runs(path, tmp, free_rate, bases=1 + len(OFFSETS) * len(SIZES))
+        reference_runs(path, tmp, free_rate, bases=1 + len(OFFSETS) * len(SIZES), checked_rate=checked_rate)
         big = write(tmp, "test_bench_big.py", BIG_FILE.format(revision=revision))
         b0, b2, _inner, last = speedup(big, tmp, repeats, None, "--gmem-seed=1")
         print(f"4. big sweep, {_scenarios(last) - 24} scenarios of 64 conversions ({last}): -n 0 {b0:.2f}s wall, "
@@ -353,10 +354,10 @@ def main() -> None:
                         help="also a sweep whose scenarios cost tens of milliseconds (512M guest)")
     args = parser.parse_args()
     free_rate = pytest_free(args.revision)
-    pytest_free(args.revision, check=True)
+    checked_rate = pytest_free(args.revision, check=True)
     linear_cost(args.revision)
     if not args.skip_pytest:
-        through_pytest(args.revision, free_rate, args.repeats, args.table, args.heavy)
+        through_pytest(args.revision, free_rate, args.repeats, args.table, args.heavy, checked_rate)
 
 
 if __name__ == "__main__":
