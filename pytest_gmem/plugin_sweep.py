@@ -447,9 +447,7 @@ class SweepItemHooks:
         shipped = getattr(report, "gmem_reports", None)
         if shipped and not self.sweeps.is_worker:  # a batch's scenarios, run on an xdist worker
             if isinstance(shipped, bytes):
-                import pickle
-
-                shipped = pickle.loads(shipped)
+                shipped = load_reports(shipped)
             for data in shipped:
                 rep = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
                 self.config.hook.pytest_runtest_logreport(report=rep)
@@ -533,6 +531,21 @@ class SweepItemHooks:
                 report.gmem_reports = pickle.dumps(item.gmem_reports, protocol=5)
                 item.gmem_reports = []
         return report
+
+
+def load_reports(blob: bytes) -> list[Any]:
+    """A batch's scenario reports as a worker pickled them: builtins only (what execnet itself
+    would carry), so the unpickler resolves no global at all and a worker, even on another
+    machine (``--tx ssh=...``), cannot make the controller run code."""
+    import io
+    import pickle
+
+    class BuiltinsOnly(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            raise pickle.UnpicklingError(f"gmem: a batch's reports from an xdist worker hold {module}.{name}; "
+                                         "only builtins travel (as through execnet)")
+
+    return cast("list[Any]", BuiltinsOnly(io.BytesIO(blob)).load())
 
 
 class _SessionOnly:

@@ -155,3 +155,16 @@ def test_a_bad_batch_size_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--gmem-sweep-batch=many")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--gmem-sweep-batch='many'*number of scenarios*'off'*"])
+
+
+def test_scenario_reports_from_a_worker_unpickle_builtins_only() -> None:
+    import os
+    import pickle
+
+    from pytest_gmem.plugin_sweep import load_reports
+
+    reports = [{"nodeid": "t.py::t[sweep-p-ENOMEM-1]", "location": ("t.py", 3, "t"), "longrepr": None,
+                "sections": [("gmem", "text")], "gmem": {"reached": {"p": 2}, "raw": b"\x00"}, "duration": 0.5}]
+    assert load_reports(pickle.dumps(reports, protocol=5)) == reports
+    with pytest.raises(pickle.UnpicklingError, match=r"posix\.system|nt\.system"):
+        load_reports(pickle.dumps([os.system], protocol=5))  # a worker that sends code is refused
