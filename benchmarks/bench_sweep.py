@@ -18,7 +18,8 @@ hits of each point). Prints, in this order:
    (an empty cache) then warm (the second run: ``0 computed``), scenarios per second from
    pytest's own "in X s" and the ratio to the pytest-free runner;
 4. a sweep of 3,072 scenarios of 64 conversions each (24 cases x 128): ``-n 0`` and ``-n 2``;
-5. the bystander ratio: 2,000 tests that use no gmem fixture, plugin loaded against not;
+5. the bystander ratio: 2,000 tests that use no gmem fixture, plugin loaded against not, and
+   the cost of one more such test (the slope from 2,000 to 5,000 tests);
 6. ``--table`` / ``--heavy``: xdist's own speed-up for spinning items of 5 to 50 ms, and a
    sweep whose scenarios cost ~100 ms (a 512M guest).
 
@@ -281,17 +282,24 @@ def reference_runs(path: str, cwd: str, free_rate: float, bases: int, checked_ra
     return out
 
 
-def bystanders(cwd: str, items: int = 2000) -> None:
-    """A test that uses no gmem fixture and no marker, with the plugin loaded and without it."""
+def bystanders(cwd: str, items: int = 2000, more: int = 5000) -> None:
+    """A test that uses no gmem fixture and no marker, with the plugin loaded and without it: the
+    ratio of whole runs of ``items`` tests, and of the cost of one more test (the slope between
+    runs of ``items`` and ``more`` tests: what is paid per item, without the fixed costs)."""
     busy = os.path.join(cwd, "test_busy.py")
-    env = {"BUSY_N": str(items), "BUSY_MS": "0"}
     times: dict[str, list[float]] = {"gmem": [], "bare": []}
+    slopes: dict[str, list[float]] = {"gmem": [], "bare": []}
     for _ in range(3):
-        times["gmem"].append(run_pytest(busy, "0", cwd, env, "-p", "gmem")[1])
-        times["bare"].append(run_pytest(busy, "0", cwd, env, "-p", "no:gmem")[1])
+        for name, flag in (("gmem", "gmem"), ("bare", "no:gmem")):
+            small = run_pytest(busy, "0", cwd, {"BUSY_N": str(items), "BUSY_MS": "0"}, "-p", flag)[1]
+            large = run_pytest(busy, "0", cwd, {"BUSY_N": str(more), "BUSY_MS": "0"}, "-p", flag)[1]
+            times[name].append(small)
+            slopes[name].append((large - small) / (more - items))
     g, b = statistics.median(times["gmem"]), statistics.median(times["bare"])
-    print(f"5. bystanders: {items} empty tests, plugin loaded {g:.2f}s, not loaded {b:.2f}s: "
-          f"{g / b:.2f}x (goal <= 1.1x; pytest's 'in X s', medians of 3)")
+    sg, sb = statistics.median(slopes["gmem"]), statistics.median(slopes["bare"])
+    print(f"5. bystanders: {items} empty tests, plugin loaded {g:.2f}s, not loaded {b:.2f}s: {g / b:.2f}x; "
+          f"one more test {sg * 1e6:.0f} us against {sb * 1e6:.0f} us: {sg / sb:.2f}x (goal <= 1.1x; "
+          f"pytest's 'in X s', medians of 3; the slope from {items} to {more} tests)")
 
 
 def speedup(path: str, cwd: str, repeats: int, extra: dict[str, str] | None = None,
