@@ -5,6 +5,7 @@ item (which a scenario id on the command line still collects: see ``Sweeps``).""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -168,11 +169,13 @@ def run_batch(item: SweepBatch) -> None:
 def _fault_fired(ihook: Any, item: pytest.Item, fired: Any) -> None:
     ihook.pytest_gmem_fault_fired(item=item, fired=fired)
 
+
 def clone_name(item: pytest.Function, extra_id: str) -> str:
     """The name :meth:`_clone` gives ``item``'s clone with ``extra_id``."""
     callspec = getattr(item, "callspec", None)
     ids = [*(callspec._idlist if callspec is not None else ()), extra_id]
     return f"{item.originalname}[{'-'.join(ids)}]"
+
 
 def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str, keywords: dict[str, Any],
                     setup_hits: dict[str, int] | None = None) -> pytest.TestReport:
@@ -197,9 +200,8 @@ def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str, keywords: 
                           [f.text for f in settings.faults])
     record["reproduce"] += state.flags
     if setup_hits:
-        reached = dict(setup_hits)
-        for point, n in record["reached"].items():
-            reached[point] = reached.get(point, 0) + n
+        reached = Counter(setup_hits)
+        reached.update(record["reached"])
         record["reached"] = dict(sorted(reached.items()))
     sections: list[tuple[str, str]] = []
     if interesting(record):

@@ -536,7 +536,8 @@ class SweepItemHooks:
 def load_reports(blob: bytes) -> list[Any]:
     """A batch's scenario reports as a worker pickled them: builtins only (what execnet itself
     would carry), so the unpickler resolves no global at all and a worker, even on another
-    machine (``--tx ssh=...``), cannot make the controller run code."""
+    machine (``--tx ssh=...``), cannot make the controller run code. (``pickle`` is imported
+    here, not at the plugin's load: most sessions never need it.)"""
     import io
     import pickle
 

@@ -316,4 +316,3 @@ class GmemFactory:
             **extra,
         )
         return self._run.add_file(gmem)
-

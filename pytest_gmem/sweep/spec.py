@@ -16,7 +16,13 @@ OUTCOMES = ("clean", "success", "warn", "invariant", "kernel-bug", "not-fired", 
 #: (a ``skipped`` item is reported as skipped by pytest itself).
 PASSING = frozenset({"clean", "success"})
 
+#: The phase whose hits a depth-2 sweep fails a second time.
+ROLLBACK = "rollback"
+
+
 def _printable(value: Any) -> bool:
+    """Whether Python can write ``value`` as text (not an integer of more digits than
+    ``sys.get_int_max_str_digits()``, nor a container holding one)."""
     try:
         repr(value)
     except ValueError:
@@ -25,20 +31,16 @@ def _printable(value: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
-    """``repr(value)`` for a message, or what it is when Python refuses to write it as text (an
-    integer of more digits than ``sys.get_int_max_str_digits()``, or a container holding one)."""
-    try:
+    """``repr(value)`` for a message, or what it is when Python refuses to write it as text."""
+    if _printable(value):
         return repr(value)
-    except ValueError:
-        import sys
+    import sys
 
-        digits = sys.get_int_max_str_digits()
-        if isinstance(value, int):
-            return f"an integer of more than {digits} digits"
-        return f"a {type(value).__name__} holding an integer of more than {digits} digits"
+    digits = sys.get_int_max_str_digits()
+    if isinstance(value, int):
+        return f"an integer of more than {digits} digits"
+    return f"a {type(value).__name__} holding an integer of more than {digits} digits"
 
-#: The phase whose hits a depth-2 sweep fails a second time.
-ROLLBACK = "rollback"
 
 COMPARE_HELP = (
     "Design comparison: run every swept test (fault_sweep marker, or every model test with "
