@@ -28,13 +28,15 @@ if TYPE_CHECKING:
         Pin,
         SigBus,
         Snapshot,
+        UnacceptedAccess,
         Warn,
     )
 
 __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_REVISION", "REVISIONS", "VM", "ConversionError", "GmemError", "GuestFault", "GuestMemfd", "Host",
-    "HostMapping", "InvariantViolation", "KernelBug", "Pin", "SigBus", "Snapshot", "Warn", "uapi",
+    "HostMapping", "InvariantViolation", "KernelBug", "Pin", "SigBus", "Snapshot", "UnacceptedAccess",
+    "Warn", "uapi",
 ]
 _LAZY = frozenset(__all__) - {"uapi"}
 

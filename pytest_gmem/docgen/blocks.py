@@ -14,6 +14,30 @@ comment on the line before it, what the check does with it:
 and a code block of any language can be written to the scratch directory for the commands of
 the same page to use: ``<!-- check: file test_convert.py -->``.
 
+A ``python`` block is an example, and every example is run. It must say how, unless it is a
+``file`` for the page's commands:
+
+``<!-- check: python -->``
+    a script: run with ``python`` in the page's scratch directory; it must exit 0.
+``<!-- check: pytest [outcome=TEXT] [ARG ...] -->``
+    a test module: run with ``python -m pytest -p no:cacheprovider FILE ARG...``; it must exit 0
+    with at least one test passed, or, with ``outcome=``, end with a summary line containing TEXT
+    (``outcome="1 failed"``: a block that shows a failure).
+``<!-- check: same PATH -->``
+    an excerpt of a file that CI runs (``examples/``, ``tests/``): its lines must be lines of PATH,
+    in the order shown (``...`` lines mark gaps).
+
+A marker comment can span several lines; the lines after its first are run before the block
+without being shown (the imports and fixtures an excerpt leaves out), as rustdoc's hidden lines,
+and those after a ``<block>`` line run after it (the checks of what its comments claim):
+
+    <!-- check: python
+    from pytest_gmem import Host
+    gmem = Host().create_vm().create_guest_memfd(size="2M", mmap=True)
+    <block>
+    assert gmem.ranges() == [(0, 2 << 20, "private")]
+    -->
+
 Runs are cached by (command, directory, environment), so a page that shows several excerpts of
 one run runs it once. Durations (``in 1.23s``) are compared as ``in N.NNs``.
 """
@@ -26,7 +50,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +61,8 @@ SKIP = ("docs/index.md",)
 OUTPUT_LANGUAGES = ("", "console", "text")
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+)(?P<lang>[\w+-]*)[^\n]*$")
 _MARK = re.compile(r"^\s*<!--\s*check:\s*(?P<what>\w+)(?P<args>.*?)-->\s*$")
+#: In a marker's hidden lines, the line where the block goes (the lines after it run after it).
+BLOCK = "<block>"
 _DURATION = re.compile(r"\bin \d+(?:\.\d+)?s\b")
 TIMEOUT = 600
 
@@ -49,8 +75,9 @@ class Block:
     line: int  # of the opening fence, 1-based
     lang: str
     text: str
-    mark: str = ""  # "run", "example", "file" or ""
+    mark: str = ""  # "run", "example", "file", "python", "pytest", "same" or ""
     args: tuple[str, ...] = ()
+    hidden: str = ""  # the marker comment's further lines: run before the block, not shown
 
     @property
     def where(self) -> str:
@@ -83,11 +110,30 @@ def blocks(page: str, text: str) -> list[Block]:
         k = start - 1
         while k >= 0 and not lines[k].strip():
             k -= 1
-        mark = _MARK.match(lines[k]) if k >= 0 else None
-        what, args = (mark.group("what"), tuple(shlex.split(mark.group("args")))) if mark else ("", ())
-        out.append(Block(page, start + 1, m.group("lang"), body, what, args))
+        what, args, hidden = _marker(lines, k)
+        out.append(Block(page, start + 1, m.group("lang"), body, what, args, hidden))
         i = j + 1
     return out
+
+
+def _marker(lines: Sequence[str], k: int) -> tuple[str, tuple[str, ...], str]:
+    """The check marker ending on line ``k`` (one line, or a comment whose first line names the
+    check and whose further lines are hidden code), as (what, args, hidden)."""
+    if k < 0:
+        return "", (), ""
+    mark = _MARK.match(lines[k])
+    hidden: list[str] = []
+    if mark is None and lines[k].strip() == "-->":
+        first = k - 1
+        while first >= 0 and not lines[first].lstrip().startswith("<!--"):
+            first -= 1
+        mark = _MARK.match(lines[first] + " -->") if first >= 0 else None
+        indent = len(lines[first]) - len(lines[first].lstrip()) if first >= 0 else 0
+        hidden = [line[indent:] if line[:indent].isspace() else line for line in lines[first + 1:k]]
+    if mark is None:
+        return "", (), ""
+    hidden_text = "\n".join(hidden) + "\n" if hidden else ""
+    return mark.group("what"), tuple(shlex.split(mark.group("args"))), hidden_text
 
 
 def steps(block: Block) -> list[Step]:
@@ -166,6 +212,71 @@ class Runner:
         return self.cache[key]
 
 
+def _source(b: Block, scratch: Path, prefix: str) -> str:
+    """Write the block (its hidden lines first) to the scratch directory; the file's name."""
+    stem = re.sub(r"\W", "_", Path(b.page).stem)
+    name = f"{prefix}{stem}_{b.line}.py"
+    before, mark, after = b.hidden.partition(f"{BLOCK}\n")
+    if not mark:
+        before, after = b.hidden, ""
+    (scratch / name).write_text(before + b.text + "\n" + after, encoding="utf-8")
+    return name
+
+
+def _tail(output: str, lines: int = 12) -> str:
+    shown = output.rstrip().splitlines()[-lines:]
+    return "\n".join(f"      | {line}" for line in shown)
+
+
+def _run_python(b: Block, scratch: Path, runner: Runner) -> str | None:
+    """``check: python``: the block runs as a script and exits 0."""
+    name = _source(b, scratch, "doc_")
+    status, output = runner.run(f"{shlex.quote(sys.executable)} {name}", scratch, ())
+    return None if status == 0 else f"exited with status {status}:\n{_tail(output)}"
+
+
+_SUMMARY = re.compile(r"^=+ (?P<text>.*) in [\d.]+s.* =+$", re.M)
+
+
+def _run_pytest(b: Block, scratch: Path, runner: Runner) -> str | None:
+    """``check: pytest``: the block runs as a test module; exit 0 with a test passed, or the
+    summary line ``outcome=`` names."""
+    name = _source(b, scratch, "test_doc_")
+    outcome = next((a[len("outcome="):] for a in b.args if a.startswith("outcome=")), None)
+    extra = [a for a in b.args if not a.startswith("outcome=")]
+    command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", name, *extra])
+    status, output = runner.run(command, scratch, ())
+    found = _SUMMARY.findall(output)
+    summary = found[-1] if found else ""
+    if outcome is not None:
+        if outcome in summary:
+            return None
+        return f"should end with {outcome!r}, ended with {summary or 'no summary'!r}:\n{_tail(output)}"
+    if status == 0 and re.search(r"\b[1-9]\d* passed", summary):
+        return None
+    return f"did not pass (exit {status}, {summary or 'no summary'!r}):\n{_tail(output)}"
+
+
+def _same(b: Block, scratch: Path, runner: Runner) -> str | None:
+    """``check: same PATH``: the block's lines are lines of PATH (which CI runs), in order."""
+    if not b.args:
+        return "needs the file it is an excerpt of ('check: same examples/test_x.py')"
+    path = ROOT / b.args[0]
+    if not path.is_file():
+        return f"is an excerpt of {b.args[0]!r}, which does not exist"
+    def spaced(text: str) -> list[str]:  # the docs may align comments differently
+        return [" ".join(line.split()) for line in text.splitlines()]
+
+    why = mismatch(spaced(b.text), "\n".join(spaced(path.read_text(encoding="utf-8"))))
+    return None if why is None else f"is not an excerpt of {b.args[0]}:\n      {why}"
+
+
+#: How each kind of Python example is run: a problem, or None.
+RUNNERS: dict[str, Callable[[Block, Path, Runner], str | None]] = {
+    "python": _run_python, "pytest": _run_pytest, "same": _same,
+}
+
+
 def check_page(page: str, text: str, runner: Runner) -> tuple[list[str], int]:
     """The problems of one page, and how many shown commands were run."""
     problems, ran = [], 0
@@ -191,10 +302,22 @@ def check_page(page: str, text: str, runner: Runner) -> tuple[list[str], int]:
                     why = mismatch(step.expected, output)
                     if why is not None:
                         problems.append(f"{b.where}: `{step.command}` printed something else:\n      {why}")
+            elif b.mark in RUNNERS:
+                why = RUNNERS[b.mark](b, Path(scratch), runner)
+                ran += 1
+                if why is not None:
+                    problems.append(f"{b.where}: the {b.mark} example {why}")
+            elif b.mark == "example" and b.lang == "python":
+                problems.append(f"{b.where}: a Python example is run, not only shown: put "
+                                "'check: python', 'check: pytest' or 'check: same PATH' before it")
             elif b.mark == "example":
                 continue
             elif b.mark:
-                problems.append(f"{b.where}: unknown check marker {b.mark!r} (run, example or file)")
+                problems.append(f"{b.where}: unknown check marker {b.mark!r} "
+                                "(run, example, file, python, pytest or same)")
+            elif b.lang == "python":
+                problems.append(f"{b.where}: a Python example has no check marker: put '<!-- check: python -->', "
+                                "'<!-- check: pytest -->' or '<!-- check: same PATH -->' before it")
             elif b.lang in OUTPUT_LANGUAGES:
                 problems.append(f"{b.where}: a block showing output has no check marker: put "
                                 "'<!-- check: run -->' (with '$ command' lines) or '<!-- check: example -->' before it")

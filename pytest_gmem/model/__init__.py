@@ -11,10 +11,11 @@ from .host import Host, Warn
 from .mmap import HostMapping, Pin
 from .revisions import DEFAULT_REVISION, REVISIONS, Revision
 from .snapshot import Snapshot
+from .tdx import UnacceptedAccess
 from .vm import VM
 
 __all__ = [
     "DEFAULT_REVISION", "REVISIONS", "ConversionError", "GmemError", "GuestFault", "GuestMemfd", "Host",
     "HostMapping", "InvariantViolation", "KernelBug", "Pin", "Revision", "SigBus", "Snapshot",
-    "VM", "Warn",
+    "UnacceptedAccess", "VM", "Warn",
 ]
