@@ -6,8 +6,11 @@ Prints, measured in one run:
    Each size runs in a fresh subprocess so the RSS figures are not mixed.
 2. The cost of a 4K conversion round trip (to shared and back) inside an unsplit 1G folio relative
    to one in a 4K file (goal <= 50x): medians over repeated rounds.
+3. A suite's memory: the peak RSS of a pytest run of 100 and of 400 tests, each a 64G guest of
+   2M pages with 200 split huge pages and 400 shareability ranges, and the growth per extra test
+   (goal: under 0.1 MB, i.e. a finished test keeps none of its model).
 
-Run: python benchmarks/bench_model.py [--conversions N] [--seed S]
+Run: python benchmarks/bench_model.py [--conversions N] [--seed S] [--suite-tests N]
 """
 
 from __future__ import annotations
@@ -93,11 +96,44 @@ def conversion_cost(rounds: int, seed: int) -> tuple[float, float]:
     return statistics.median(t_big), statistics.median(t_small)
 
 
+SUITE = """
+import pytest
+
+@pytest.mark.parametrize("i", range(int(__import__("os").environ["SUITE_TESTS"])))
+@pytest.mark.gmem(size="64G", page_size="2M", init_private=True)
+def test_many_ranges(gmem, i):
+    for k in range(200):  # 200 split 2M folios, 400 shareability ranges
+        off = (k * 7 + i) % 30000 << 21
+        gmem.guest_write(off, b"x")
+        gmem.convert_shared(off, "4K")
+"""
+
+
+def suite_rss(tests: int) -> float:
+    """Peak RSS (MB) of ``pytest`` running ``tests`` such tests, in a fresh directory."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gmem-bench-suite-") as tmp:
+        with open(os.path.join(tmp, "test_suite.py"), "w", encoding="utf-8") as fh:
+            fh.write(SUITE)
+        env = {**os.environ, "SUITE_TESTS": str(tests), "PYTHONDONTWRITEBYTECODE": "1"}
+        code = ("import resource, sys, pytest; status = pytest.main(sys.argv[1:]); "
+                "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(status)")
+        out = subprocess.run([sys.executable, "-c", code, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                              "test_suite.py"], cwd=tmp, env=env, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise SystemExit(f"the suite run failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        peak = next(line for line in out.stdout.splitlines() if line.startswith("PEAK"))
+        return int(peak.split()[1]) / 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--conversions", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--suite-tests", type=int, default=400, help="figure 3: the longer suite (the other: a quarter)")
     ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -118,6 +154,13 @@ def main() -> None:
     rel = t_big / t_small
     print(f"  inside an unsplit 1G folio: {t_big * 1e6:.1f} us; in a 4K file: {t_small * 1e6:.1f} us")
     print(f"  ratio = {rel:.1f}x (goal <= 50x): {'OK' if rel <= 50 else 'MISSED'}")
+    long = args.suite_tests
+    short = max(1, long // 4)
+    print(f"== a suite's memory: peak RSS of pytest running {short} and {long} tests of a 64G guest, 400 ranges each")
+    small_rss, big_rss = suite_rss(short), suite_rss(long)
+    per_test = (big_rss - small_rss) / (long - short) if long > short else 0.0
+    print(f"  {short} tests: {small_rss:.1f} MB; {long} tests: {big_rss:.1f} MB")
+    print(f"  growth per test = {per_test * 1024:.0f} KB (goal < 100 KB): {'OK' if per_test < 0.1 else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -390,6 +390,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.gmem = record  # builtins only: serialized to the xdist controller with the report
         if extras.public:
             item.ihook.pytest_gmem_test_outcome(item=item, outcome=record["outcome"], record=record)
+        # Items live as long as the session: a run keeps the test's hosts (its whole model) and
+        # its fault trace, which nothing reads after the record (the determinism check takes
+        # what it compares in its own, inner, makereport).
+        del item.stash[RUN]
+        if PHASES in item.stash:
+            del item.stash[PHASES]
     return report
 
 

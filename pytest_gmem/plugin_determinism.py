@@ -55,6 +55,8 @@ class DeterminismCheck:
         _reset(item)
         reports = runtestprotocol(item, log=False, nextitem=nextitem)
         second = self._lines(item)
+        if LINES in item.stash:  # items live as long as the session
+            del item.stash[LINES]
         if first is not None and second is not None and first != second:
             _fail_call_report(reports, difference_text(item.nodeid, first, second))
         for report in reports:
@@ -62,16 +64,29 @@ class DeterminismCheck:
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        # trylast: inside the core's wrapper, which lets go of the run once its record is built
+        report = yield
+        run = item.stash.get(RUN, None)
+        if report.when == "teardown" and run is not None:
+            item.stash[LINES] = run.trace_lines()
+        return report
+
     @staticmethod
     def _lines(item: pytest.Item) -> list[str] | None:
-        run = item.stash.get(RUN, None)
-        return None if run is None else run.trace_lines()
+        return item.stash.get(LINES, None)
+
+
+#: What a run did, as the check compares it, taken at its teardown report.
+LINES = pytest.StashKey[list[str]]()
 
 
 def _reset(item: pytest.Item) -> None:
     """Make the item runnable again (what pytest-rerunfailures does between reruns)."""
-    if RUN in item.stash:
-        del item.stash[RUN]
+    for key in (RUN, LINES):
+        if key in item.stash:
+            del item.stash[key]
     if PHASES in item.stash:
         del item.stash[PHASES]
     sections = getattr(item, "_report_sections", None)

@@ -6,6 +6,7 @@ every test."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -160,3 +161,68 @@ def test_a_bystander_keeps_nothing_of_the_plugin_after_it_ran(pytester: pytest.P
     result = pytester.runpytest("-p", "no:randomly", "-s")
     result.assert_outcomes(passed=3)
     assert "KEPT []" in result.stdout.str()
+
+
+@pytest.mark.parametrize("args", [(), ("--gmem-verify-determinism",), ("--gmem-sweep-batch=off",)])
+def test_a_gmem_test_lets_go_of_its_model_after_its_last_report(pytester: pytest.Pytester,
+                                                                args: tuple[str, ...]) -> None:
+    # a run holds the test's hosts (a 1 TiB guest's model is tens of MB) and its fault trace:
+    # kept by every item until the session ends, a suite's memory grew with its length
+    pytester.makeconftest(
+        """
+        import gc
+        import weakref
+
+        from pytest_gmem import _keys
+        from pytest_gmem.model import Host
+
+        KEPT, HOSTS = [], []
+        _init = Host.__init__
+
+        def _track(self, *args, **kwargs):
+            _init(self, *args, **kwargs)
+            HOSTS.append(weakref.ref(self))
+
+        Host.__init__ = _track
+
+        def pytest_sessionfinish(session):
+            for item in session.items:
+                KEPT.extend((item.name, k) for k in ("RUN", "LIGHT", "PHASES")
+                            if getattr(_keys, k) in item.stash)
+            gc.collect()
+            print("KEPT", KEPT, "HOSTS ALIVE", sum(ref() is not None for ref in HOSTS), "OF", len(HOSTS))
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.gmem(size="4M", page_size="2M")
+        def test_round_trip(gmem):
+            gmem.convert_private(0, "2M")
+
+        @pytest.mark.gmem(size="4M", page_size="2M")
+        def test_fails(gmem):
+            gmem.convert_private(0, "2M")
+            assert False, "a failing test lets go too"
+
+        @pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+        @pytest.mark.fault_sweep(points="guestmem_hugetlb_stash_metadata", max_nth=2)
+        def test_swept(gmem):
+            gmem.guest_write(0, b"x")
+            try:
+                gmem.convert_shared(0, "4K")
+            except OSError:
+                pass
+        """
+    )
+    # in a subprocess: an in-process run's hook recorder keeps every call's arguments
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider", "-s", *args)
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1 and outcomes["passed"] >= 3, outcomes
+    found = re.search(r"KEPT (.*) HOSTS ALIVE (\d+) OF (\d+)", result.stdout.str())
+    assert found is not None, result.stdout.str()
+    kept, alive, made = found.group(1), int(found.group(2)), int(found.group(3))
+    assert kept == "[]"
+    # test_fails is not the last test: pytest may keep the last failure's traceback (for pdb)
+    assert made >= 4 and alive == 0, found.group(0)
