@@ -84,9 +84,10 @@ LINES = pytest.StashKey[list[str]]()
 
 def _reset(item: pytest.Item) -> None:
     """Make the item runnable again (what pytest-rerunfailures does between reruns)."""
-    for key in (RUN, LINES):
-        if key in item.stash:
-            del item.stash[key]
+    if RUN in item.stash:
+        del item.stash[RUN]
+    if LINES in item.stash:
+        del item.stash[LINES]
     if PHASES in item.stash:
         del item.stash[PHASES]
     sections = getattr(item, "_report_sections", None)
