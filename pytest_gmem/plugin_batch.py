@@ -5,7 +5,6 @@ item (which a scenario id on the command line still collects: see ``Sweeps``).""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -128,8 +127,6 @@ def run_batch(item: SweepBatch) -> None:
     from .sweep import ItemState, Resume, run_resumed
 
     run = item.stash[RUN]
-    # the points the fixtures' setup reached: every scenario's own item would reach them too
-    setup_hits = dict(run.scope.census)
     info = item._fixtureinfo
     values: dict[str, Any] = {}
     shared: dict[str, Any] = {}
@@ -138,12 +135,22 @@ def run_batch(item: SweepBatch) -> None:
         defs = info.name2fixturedefs.get(name)
         (values if not defs or defs[-1].scope == "function" else shared)[name] = value
     resume = Resume(item.obj, tuple(info.argnames), values, shared, list(run.hosts), list(run.files),
-                    dict(run._warn_seen), list(run.requests), run.allow, run.check, run.seed, is_skip)
+                    dict(run._warn_seen), list(run.requests), run.allow, run.check, run.seed, is_skip,
+                    # the points the fixtures' setup reached: every scenario's own item reaches them too
+                    dict(run.scope.census), tuple(run.scope.trace), run.scope.trace_dropped)
     base = item.gmem_base
     cov = item.config.pluginmanager.get_plugin("gmem-coverage")
     keywords = {k: 1 for k in item.keywords}
     ihook = item.ihook  # a property that looks the conftest plugins up on every access
     on_fired = functools.partial(_fault_fired, ihook, item)
+    describe = functools.partial(_describe_failure, item, item.config.pluginmanager.get_plugin("gmem-trace"))
+    worker = hasattr(item.config, "workerinput")
+    # The scenarios run inside the batch's call phase, where pytest captures the output: each
+    # takes what its body printed, and its report is logged with the capture off (the terminal
+    # reporter's progress letter and, with -x, the session's stop come from there).
+    capman = item.config.pluginmanager.getplugin("capturemanager")
+    capturing = capman is not None and capman.is_globally_capturing()
+    session = item.session
     for scenario in item.gmem_scenarios:
         name = clone_name(base, scenario.ident())
         nodeid = f"{base.parent.nodeid}::{name}" if base.parent is not None else name
@@ -155,15 +162,34 @@ def run_batch(item: SweepBatch) -> None:
             resume, state, nodeid, state.arm_requests(),
             on_fired=on_fired,
             around_body=functools.partial(cov.scenario, nodeid) if cov is not None else None,
+            describe=describe,
         )
-        report = scenario_report(item, result, nodeid, name, keywords, setup_hits)
+        report = scenario_report(item, result, nodeid, name, keywords)
         report.duration, report.start, report.stop = time.perf_counter() - t0, start, time.time()
-        if hasattr(item.config, "workerinput"):
+        if capturing:
+            out, err = capman.read_global_capture()
+            report.sections[:0] = [(f"Captured {what} call", text) for what, text in (("stdout", out), ("stderr", err))
+                                   if text]
+        if worker:  # logged by the controller, which decides about -x
             item.gmem_reports.append(item.config.hook.pytest_report_to_serializable(config=item.config,
                                                                                    report=report))
+        elif capturing:
+            with capman.global_and_fixture_disabled():
+                ihook.pytest_runtest_logreport(report=report)
         else:
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_gmem_test_outcome(item=item, outcome=report.gmem["outcome"], record=report.gmem)
+        if session.shouldfail or session.shouldstop:  # -x / --maxfail reached: no further scenario
+            break
+
+
+def _describe_failure(item: pytest.Item, hider: Any, exc: BaseException) -> Any:
+    """What the body raised, as pytest shows a call's failure: the library's frames hidden (the
+    trace hider's ``makereport`` never sees a batched scenario), rendered while the model is as
+    the body left it (the frames' locals are shown as they are when rendered)."""
+    if hider is not None:
+        hider.mark(exc)
+    return item.repr_failure(pytest.ExceptionInfo.from_exception(exc))
 
 
 def _fault_fired(ihook: Any, item: pytest.Item, fired: Any) -> None:
@@ -177,12 +203,11 @@ def clone_name(item: pytest.Function, extra_id: str) -> str:
     return f"{item.originalname}[{'-'.join(ids)}]"
 
 
-def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str, keywords: dict[str, Any],
-                    setup_hits: dict[str, int] | None = None) -> pytest.TestReport:
+def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str, keywords: dict[str, Any]) -> pytest.TestReport:
     """The one report of a batched scenario, as its own item's reports would add up: the
     call's failure (or the one found when its hosts were closed), the tolerated outcomes as
-    xfail, the gmem sections, and the record (``report.gmem``; the points it reached count the
-    batch's setup, ``setup_hits``, as its own item's setup would have reached them)."""
+    xfail, the gmem sections, and the record (``report.gmem``; its scope started with the batch
+    setup's hits, so the points it reached count them, as its own item's setup would)."""
     from .report import (
         build_record,
         combine_outcome,
@@ -199,25 +224,22 @@ def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str, keywords: 
     record = build_record(run, settings.seed, settings.revision if settings.revision_source != "default" else None,
                           [f.text for f in settings.faults])
     record["reproduce"] += state.flags
-    if setup_hits:
-        reached = Counter(setup_hits)
-        reached.update(record["reached"])
-        record["reached"] = dict(sorted(reached.items()))
     sections: list[tuple[str, str]] = []
     if interesting(record):
         sections.append(("Captured gmem faults call", section_text(record)))
 
-    def problems(found: list[Any]) -> str:
-        return problems_text(nodeid, found, describe_state(run.hosts, run.files), format_trace(run.scope),
-                             record["reproduce"])
+    def problems(found: list[Any], state_map: str | None = None) -> str:
+        state_map = describe_state(run.hosts, run.files) if state_map is None else state_map
+        return problems_text(nodeid, found, state_map, format_trace(run.scope), record["reproduce"])
 
     texts = [root_leak_text(nodeid, r.leaked)] if r.leaked else []
-    if r.after_body:
-        texts.append(problems(r.after_body))
+    if r.after_body:  # with the state map as the check after the body saw it, as its own item shows
+        texts.append(problems(r.after_body, r.after_body_state))
     longrepr: Any = None
     failed = False
     if r.exc is not None and not state.body_skipped:
-        longrepr = item.repr_failure(pytest.ExceptionInfo.from_exception(r.exc))
+        longrepr = r.exc_repr if r.exc_repr is not None else item.repr_failure(
+            pytest.ExceptionInfo.from_exception(r.exc))
         failed = True
         if texts:
             sections.append(("Captured gmem check call", "\n\n".join(texts)))

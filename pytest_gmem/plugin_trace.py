@@ -72,8 +72,14 @@ class TraceHider:
         # a plain first implementation (it returns None: the next one makes the report), not a
         # wrapper: it runs for every phase of every test, and a wrapper is a generator each time
         if self.enabled and call.excinfo is not None:
-            mark_library_frames(call.excinfo.tb)
-            for chained in _chain(call.excinfo.value):
+            self.mark(call.excinfo.value)
+
+    def mark(self, exc: BaseException) -> None:
+        """Mark the library's frames of ``exc`` and of the exceptions chained to it (a batched
+        sweep scenario's failure, which no ``makereport`` sees, comes here directly)."""
+        if self.enabled:
+            mark_library_frames(exc.__traceback__)
+            for chained in _chain(exc):
                 mark_library_frames(chained.__traceback__)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faults
@@ -139,6 +139,11 @@ class Resume:
     check: bool
     seed: int
     is_skip: Callable[[BaseException], bool]
+    #: What the setup's hits left in the batch item's scope: each scenario's scope starts with them,
+    #: so that its census, trace and hit numbers are those its own item would have.
+    setup_census: Mapping[str, int] = field(default_factory=dict)
+    setup_trace: Sequence[Any] = ()
+    setup_trace_dropped: int = 0
     _blob: bytes | None = None
     _pickled: bool | None = None
 
@@ -183,22 +188,30 @@ class ResumedRun:
     at_close: list[Any]
     earlier: bool  # problems were found after the body (the close's are then not a new failure)
     leaked: list[faults.Arming]
+    after_body_state: str = ""  # the state map when ``after_body`` was found (before the close)
+    exc_repr: Any = None  # ``describe(exc)``, taken before the close (a traceback shows live locals)
 
 
 def run_resumed(resume: Resume, state: ItemState, nodeid: str, requests: Sequence[Any],
                 on_fired: Callable[[faults.Fired], None] | None = None,
-                around_body: Callable[[], Any] | None = None) -> ResumedRun:
+                around_body: Callable[[], Any] | None = None,
+                describe: Callable[[BaseException], Any] | None = None) -> ResumedRun:
     """Run one scenario of a batch as its own sweep item would, without pytest: a fresh test run
     (scope, seed, armings: ``resume.requests`` and the scenario's ``requests``), the test function
     on a deep copy of the set-up fixture values, the checks after the body, the hosts closed and
     checked again. ``around_body``: a context manager factory wrapped around the body (coverage
-    contexts)."""
+    contexts). ``describe``: called with what the body raised (not a skip) once the checks after
+    the body ran and before the hosts are closed, as pytest renders a call's failure; its result is
+    ``exc_repr``."""
     import contextlib
 
     from ..testrun import TestRun
 
     values, hosts, files = resume.fresh()
     run = TestRun(nodeid, resume.seed)
+    run.scope.census.update(resume.setup_census)
+    run.scope.trace.extend(resume.setup_trace)
+    run.scope.trace_dropped = resume.setup_trace_dropped
     for host, twin in zip(resume.hosts, hosts, strict=True):
         if hasattr(twin, "check_rollback"):
             twin.check_rollback = True  # a swept error must leave the file as it was (invariant 7)
@@ -227,9 +240,15 @@ def run_resumed(resume: Resume, state: ItemState, nodeid: str, requests: Sequenc
                 state.body_raised(e, skipped=resume.is_skip(e))
         state.end_body(run.scope, run.hosts)
         after = run.end_body()
+        after_state = ""
+        if after:  # the state map as the check saw it: the close below changes it
+            from ..report import describe_state
+
+            after_state = describe_state(run.hosts, run.files)
+        exc_repr = describe(exc) if describe is not None and exc is not None and not state.body_skipped else None
         leaked = run.root_leaks()
         earlier = bool(run.problems)
         at_close = run.close_hosts()
     finally:
         run.finish()
-    return ResumedRun(state, run, exc, after, at_close, earlier, leaked)
+    return ResumedRun(state, run, exc, after, at_close, earlier, leaked, after_state, exc_repr)

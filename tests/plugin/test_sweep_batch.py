@@ -4,6 +4,7 @@ point, every scenario still reported, counted, recorded and reproducible on its 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 import pytest
@@ -97,6 +98,72 @@ def test_batched_and_single_items_give_the_same_records(pytester: pytest.Pyteste
         records[mode + " table"] = data["sweep"]["comparison"]
     assert len(records["64"]) == 8 and records["64"] == records["off"]
     assert records["64 table"] == records["off table"]
+
+
+def _gmem_sections(result: pytest.RunResult) -> dict[str, str]:
+    """Each failed scenario's gmem sections (the checks' texts with their state maps and traces),
+    block numbers (global counters of the model) left out."""
+    out: dict[str, str] = {}
+    name, lines = None, []
+    for line in [*result.stdout.lines, "_ end _"]:
+        header = re.fullmatch(r"_+ (test_\S+) _+", line)
+        if header or line.startswith("="):
+            if name is not None:
+                text = "\n".join(lines)
+                out[name] = re.sub(r"block#\d+", "block#N", text[text.find("--- Captured gmem"):])
+            name, lines = (header.group(1) if header else None), []
+        elif name is not None:
+            lines.append(line)
+    return out
+
+
+def test_a_batched_scenario_fails_with_the_texts_of_its_own_item(pytester: pytest.Pytester) -> None:
+    # the person acting on a failure reads its state map: the one the check after the body saw,
+    # not the state after the hosts were closed (empty files)
+    pytester.makepyfile(test_fr=CAUGHT)
+    texts = {}
+    for mode in ("64", "off"):
+        result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--gmem-seed=4",
+                                    "--gmem-revision=rfc-v2", f"--gmem-sweep-batch={mode}")
+        texts[mode] = _gmem_sections(result)
+    assert len(texts["64"]) >= 3, texts["64"].keys()
+    assert texts["64"] == texts["off"]
+    assert all("shareability: [0x0, 0x1000)=S" in t for t in texts["64"].values() if "state map:" in t)
+
+
+PRINTS = """
+import pytest
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points="__kvm_gmem_filemap_add_folio", max_nth=3)
+def test_prints(gmem):
+    gmem.guest_write(0, b"x")
+    print("body of", len(gmem.ranges()), "ranges")
+    gmem.convert_shared(0, "4K")  # the ENOMEM reaches the test: each scenario fails
+"""
+
+
+def test_a_batch_shows_each_scenario_in_the_progress_with_its_own_output(pytester: pytest.Pytester) -> None:
+    # the scenarios run inside the batch's call phase, where pytest captures the output
+    pytester.makepyfile(test_pr=PRINTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--gmem-seed=4")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(["test_pr.py .FFF *"])  # a letter per scenario, as with one item each
+    single = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--gmem-seed=4",
+                                "--gmem-sweep-batch=off")
+    single.stdout.fnmatch_lines(["test_pr.py .FFF *"])
+    out, alone = result.stdout.str(), single.stdout.str()
+    # each failure has its own body's output, once (the first scenario fails before its print)
+    assert out.count("- Captured stdout call -") == alone.count("- Captured stdout call -") == 2
+    assert out.count("body of 1 ranges") == alone.count("body of 1 ranges") == 2
+
+
+def test_exitfirst_stops_a_batch_at_its_first_failed_scenario(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_pr=PRINTS)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", "--gmem-seed=4", "-x")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+    assert "ENOMEM-2" not in result.stdout.str()
 
 
 def test_tests_bound_to_their_item_run_one_item_per_scenario(pytester: pytest.Pytester) -> None:
