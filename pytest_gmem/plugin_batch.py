@@ -5,6 +5,7 @@ item (which a scenario id on the command line still collects: see ``Sweeps``).""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,25 @@ def batch_ident(group: list[Scenario]) -> str:
     head = group[0].ident()
     last = group[0].faults[-1].ident()
     return f"{head.removesuffix(last)}{runs}"
+
+
+_RUN_END = re.compile(r"-(\d+)(?:\.\.(\d+))?$")
+
+
+def scenarios_in(nodeid: str) -> int:
+    """How many scenarios the item ``nodeid`` runs, read from its id (what :func:`batch_ident`
+    wrote): an xdist controller knows only the workers' node ids when it counts the tests."""
+    ident = nodeid.rpartition("[")[2].removesuffix("]") if nodeid.endswith("]") else ""
+    start = ident.rfind("sweep-")
+    if start < 0:
+        return 1
+    total = 0
+    for run in ident[start:].split("+"):
+        m = _RUN_END.search(run)
+        if m is None:
+            return 1  # not an id this plugin made
+        total += int(m.group(2)) - int(m.group(1)) + 1 if m.group(2) else 1
+    return max(total, 1)
 
 
 class SweepBatch(pytest.Function):

@@ -13,7 +13,7 @@ import pytest
 from . import config as cfg
 from ._keys import EXTRAS, MODEL_FIXTURES, RUN, SETTINGS, SWEEP, SWEEP_ERROR, ItemExtras, is_skip, revision_of
 from ._keys import known_revisions as _known_revisions
-from .plugin_batch import SweepBatch, batch_ident, batches, not_resumable, parse_batch
+from .plugin_batch import SweepBatch, batch_ident, batches, not_resumable, parse_batch, scenarios_in
 from .testrun import TestRun
 
 if TYPE_CHECKING:
@@ -355,6 +355,7 @@ class Sweeps:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.config.pluginmanager.get_plugin("dsession") is not None:  # an xdist controller
             self._item_hooks()
+            cast(SweepItemHooks, self.config.pluginmanager.get_plugin("gmem-sweep-items")).session = session
 
     def _item_hooks(self) -> None:
         if not self.config.pluginmanager.has_plugin("gmem-sweep-items"):
@@ -438,6 +439,20 @@ class SweepItemHooks:
     def __init__(self, sweeps: Sweeps) -> None:
         self.sweeps = sweeps
         self.config = sweeps.config
+        self.session: pytest.Session | None = None  # on an xdist controller
+        self.xdist_tests = 0  # there: the scenarios the workers' items hold
+
+    # --- the xdist controller's count of tests ------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """The terminal's progress counts scenarios, as at ``-n 0``: a batch of N is N tests."""
+        self.xdist_tests = sum(scenarios_in(nodeid) for nodeid in ids)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        # after xdist set the count to the items' (it does so for every collection it receives)
+        if self.xdist_tests and self.session is not None:
+            self.session.testscollected = self.xdist_tests
 
     # --- results ------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

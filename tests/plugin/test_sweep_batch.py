@@ -235,3 +235,31 @@ def test_scenario_reports_from_a_worker_unpickle_builtins_only() -> None:
     assert load_reports(pickle.dumps(reports, protocol=5)) == reports
     with pytest.raises(pickle.UnpicklingError, match=r"posix\.system|nt\.system"):
         load_reports(pickle.dumps([os.system], protocol=5))  # a worker that sends code is refused
+
+
+def test_a_batch_id_says_how_many_scenarios_it_holds(pytester: pytest.Pytester) -> None:
+    from pytest_gmem.plugin_batch import scenarios_in
+
+    assert scenarios_in("t.py::test_x[sweep-P-ENOMEM-1..20+Q-speculative_refcount-hold3-1]") == 21
+    assert scenarios_in("t.py::test_x[4096-0-fixed-sweep-P-ENOMEM-3-rollback-Q-ENOMEM-1..5+rollback-R-ENOMEM-2]") == 6
+    assert scenarios_in("t.py::test_x[sweep-P-ENOMEM-7]") == 1
+    assert scenarios_in("t.py::test_x[1..20]") == scenarios_in("t.py::test_plain") == 1
+    assert scenarios_in("t.py::test_x[a+b-sweep-odd]") == 1  # not an id the plugin made
+    # every batching of a real sweep: the batches' counts add up to the scenarios
+    pytester.makepyfile(test_fr=CAUGHT.replace("max_nth=3)", "max_nth=3, depth=2)"))
+    single = [i for i in _ids(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", "--gmem-sweep-batch=off"))
+              if "sweep-" in i]
+    assert len(single) > 6
+    for size in ("2", "5", "64"):
+        ids = _ids(pytester.runpytest("--co", "-q", "-p", "no:cacheprovider", f"--gmem-sweep-batch={size}"))
+        assert sum(scenarios_in(i) for i in ids if "sweep-" in i) == len(single), size
+
+
+def test_under_xdist_the_progress_counts_scenarios(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_pr=PRINTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "--gmem-seed=4",
+                                           "-n", "2", "-v")
+    result.assert_outcomes(passed=1, failed=3)
+    shown = [int(m) for m in re.findall(r"\[\s*(\d+)%\]", result.stdout.str())]
+    assert shown and max(shown) == 100 and shown[-1] == 100, shown  # it was 200% for a batch of 3
