@@ -360,6 +360,11 @@ class Sweeps:
     def _item_hooks(self) -> None:
         if not self.config.pluginmanager.has_plugin("gmem-sweep-items"):
             self.config.pluginmanager.register(SweepItemHooks(self), "gmem-sweep-items")
+            from _pytest.junitxml import xml_key
+
+            xml = self.config.stash.get(xml_key, None)
+            if xml is not None:  # --junitxml, in the process that writes it
+                self.config.pluginmanager.register(JunitBatches(xml), "gmem-junit-batches")
 
     # --- batches --------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -429,6 +434,40 @@ class Sweeps:
                 terminalreporter.write_line(f"  e.g. {part}" if i == 0 else part)
         for path in getattr(self, "pictures", ()):
             terminalreporter.write_line(f"gmem: comparison picture written to {path}")
+
+
+class JunitBatches:
+    """``--junitxml``: a batch item is no test of its own (its scenarios' reports are, each its
+    own ``<testcase>``), so its passing testcase is taken out of the file, as it is out of
+    pytest's counts. A batch whose own setup or teardown failed (a fixture's error) keeps its
+    testcase, which carries that error. Reaches into ``LogXML``'s bookkeeping (pytest 8-9): if
+    that changes, the batch's testcase stays, and nothing else is affected."""
+
+    def __init__(self, xml: Any) -> None:
+        self.xml = xml
+        self.passed: dict[tuple[str, Any], Any] = {}  # a batch whose call passed: its testcase
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # trylast: after LogXML's own implementation saw the report
+        if not getattr(report, "gmem_batch", False) or getattr(report, "gmem_scenario", False):
+            return
+        key = (report.nodeid, getattr(report, "node", None))
+        try:
+            if report.failed:
+                self.passed.pop(key, None)
+            elif report.when == "call" and report.passed:
+                # LogXML keys its testcases by the report's ``id`` (pytest 9) or node id (8)
+                ident = getattr(report, "id", report.nodeid)
+                self.passed[key] = self.xml.node_reporters.get((ident, key[1]),
+                                                               self.xml.node_reporters.get(key))
+            elif report.when == "teardown" and key in self.passed:
+                reporter = self.passed.pop(key)
+                if reporter is not None and reporter in self.xml.node_reporters_ordered:
+                    self.xml.node_reporters_ordered.remove(reporter)
+                    self.xml.stats["passed"] -= 1
+        except (AttributeError, KeyError, TypeError):  # pragma: no cover - another LogXML
+            return
 
 
 class SweepItemHooks:

@@ -263,3 +263,22 @@ def test_under_xdist_the_progress_counts_scenarios(pytester: pytest.Pytester) ->
     result.assert_outcomes(passed=1, failed=3)
     shown = [int(m) for m in re.findall(r"\[\s*(\d+)%\]", result.stdout.str())]
     assert shown and max(shown) == 100 and shown[-1] == 100, shown  # it was 200% for a batch of 3
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_junitxml_holds_the_scenarios_not_the_batch(pytester: pytest.Pytester, workers: str) -> None:
+    # CI dashboards read the JUnit file: a batch is no test of its own, as in pytest's counts
+    import xml.etree.ElementTree as ET
+
+    xdist = () if workers == "0" else ("-n", workers)
+    if xdist:
+        pytest.importorskip("xdist")
+    pytester.makepyfile(test_pr=PRINTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "--gmem-seed=4",
+                                           "--junitxml=j.xml", *xdist)
+    result.assert_outcomes(passed=1, failed=3)
+    suite = ET.parse(pytester.path / "j.xml").getroot().find("testsuite")
+    assert suite is not None
+    names = [case.get("name") for case in suite.findall("testcase")]
+    assert names == ["test_prints"] + [f"test_prints[sweep-{POINT}-ENOMEM-{k}]" for k in (1, 2, 3)]
+    assert (suite.get("tests"), suite.get("failures")) == ("4", "3")
