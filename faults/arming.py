@@ -225,7 +225,7 @@ class Arming:
         points: list[FaultPoint],
         policy: Policy,
         when: When,
-        rng: random.Random,
+        rng: random.Random | None,
         seed: int,
         scope: Scope,
         source: str | None,
@@ -236,7 +236,7 @@ class Arming:
         self.points = frozenset(p.name for p in points)
         self.policy = policy
         self.when = when
-        self.rng = rng
+        self._rng = rng  # made from ``seed`` when a probability first needs it (None: not yet)
         self.seed = seed
         self.scope = scope
         self.source = source
@@ -244,6 +244,13 @@ class Arming:
         self.fired = 0
         self.live = True
         self._cleanups: list[Callable[[], None]] = []
+
+    @property
+    def rng(self) -> random.Random:
+        """The arming's own generator, seeded with ``seed`` (for ``probability``)."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
 
     # --- context manager / handle -------------------------------------------------------
     def __enter__(self) -> Arming:
