@@ -37,7 +37,10 @@ def warn_text(record: object) -> str:
     if where is None and message is None:
         return str(record)
     line = f"WARN at {where}: {message}"
-    return line + (f" (while fault {fault} was active)" if fault else "")
+    if not fault:
+        return line
+    several = ", " in str(fault)  # the labels of every fault active then, joined
+    return line + (f" (while faults {fault} were active)" if several else f" (while fault {fault} was active)")
 
 
 def warn_allowed(record: object, allow: Sequence[re.Pattern[str]]) -> bool:
