@@ -104,6 +104,32 @@ def batch_ident(group: list[Scenario]) -> str:
     return f"{head.removesuffix(last)}{runs}"
 
 
+def scale_timeout(batch: pytest.Function, base: pytest.Function, scenarios: int) -> None:
+    """pytest-timeout: a batch of N scenarios may take N times the test's own timeout (each
+    scenario's item would have had it), so a sweep that passes one item per scenario does not
+    time out batched. Nothing without pytest-timeout, or without a timeout for the test."""
+    plugin = base.config.pluginmanager.get_plugin("timeout")
+    if plugin is None:
+        return
+    marker = base.get_closest_marker("timeout")
+    if marker is not None:
+        timeout = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+        method, func_only = marker.kwargs.get("method"), marker.kwargs.get("func_only", False)
+    else:
+        settings = getattr(plugin, "get_env_settings", None)
+        if settings is None:  # pragma: no cover - another pytest-timeout
+            return
+        env = settings(base.config)
+        timeout, method, func_only = env.timeout, env.method, env.func_only
+    try:
+        seconds = float(timeout) if timeout is not None else 0.0
+    except (TypeError, ValueError):
+        return  # pytest-timeout reports a bad marker value itself, on the test's own item
+    if seconds > 0:
+        # first among the batch's own markers: the closest, before the one the function carries
+        batch.add_marker(pytest.mark.timeout(seconds * scenarios, method=method, func_only=func_only), append=False)
+
+
 _RUN_END = re.compile(r"-(\d+)(?:\.\.(\d+))?$")
 
 

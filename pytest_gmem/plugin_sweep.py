@@ -13,7 +13,16 @@ import pytest
 from . import config as cfg
 from ._keys import EXTRAS, MODEL_FIXTURES, RUN, SETTINGS, SWEEP, SWEEP_ERROR, ItemExtras, is_skip, revision_of
 from ._keys import known_revisions as _known_revisions
-from .plugin_batch import JunitBatches, SweepBatch, batch_ident, batches, not_resumable, parse_batch, scenarios_in
+from .plugin_batch import (
+    JunitBatches,
+    SweepBatch,
+    batch_ident,
+    batches,
+    not_resumable,
+    parse_batch,
+    scale_timeout,
+    scenarios_in,
+)
 from .testrun import TestRun
 
 if TYPE_CHECKING:
@@ -172,6 +181,7 @@ class Sweeps:
             # the public hooks and make the records (the batch makes neither)
             new.stash[EXTRAS] = ItemExtras(seed_nodeid=item.nodeid, revision=group[0].revision,
                                            revision_source="--gmem-compare", public=False)
+            scale_timeout(new, item, len(group))
             out.append(new)
         return out
 

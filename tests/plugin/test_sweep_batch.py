@@ -282,3 +282,34 @@ def test_junitxml_holds_the_scenarios_not_the_batch(pytester: pytest.Pytester, w
     names = [case.get("name") for case in suite.findall("testcase")]
     assert names == ["test_prints"] + [f"test_prints[sweep-{POINT}-ENOMEM-{k}]" for k in (1, 2, 3)]
     assert (suite.get("tests"), suite.get("failures")) == ("4", "3")
+
+
+SLOW = """
+import time
+import pytest
+
+@pytest.mark.gmem(size="4M", page_size="2M", init_private=True)
+@pytest.mark.fault_sweep(points="__kvm_gmem_filemap_add_folio", max_nth=6)
+MARK
+def test_slow(gmem):
+    time.sleep(0.2)  # each scenario takes 0.2 s, well under the test's timeout
+    try:
+        gmem.guest_write(0, b"x")
+        gmem.convert_shared(0, "4K")
+    except OSError:
+        pass
+"""
+
+
+@pytest.mark.parametrize(("mark", "option"), [("", "--timeout=0.6"), ("@pytest.mark.timeout(0.6)", "")])
+def test_a_batch_may_take_the_timeout_of_each_of_its_scenarios(pytester: pytest.Pytester, mark: str,
+                                                                option: str) -> None:
+    # pytest-timeout times items: a batch of 6 scenarios of 0.2 s timed as one test of 0.6 s would
+    # fail its fourth scenario with "Timeout", which passes as its own item
+    pytest.importorskip("pytest_timeout")
+    pytester.makepyfile(test_slow=SLOW.replace("MARK", mark))
+    args = ["-p", "no:cacheprovider", "-p", "no:randomly", "--gmem-seed=4", *([option] if option else [])]
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=7)
+    collected = pytester.runpytest_subprocess(*args, "--co", "-q")
+    assert f"test_slow.py::test_slow[sweep-{POINT}-ENOMEM-1..6]" in collected.stdout.str()
