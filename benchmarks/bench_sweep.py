@@ -237,8 +237,8 @@ def run_pytest(path: str, n: str, cwd: str, extra: dict[str, str] | None = None,
     ``cache``: with pytest's cache (the census cache), and the census line appended."""
     nocache = [] if cache else ["-p", "no:cacheprovider"]
     cmd = [sys.executable, "-m", "pytest", path, "-q", *nocache, "-p", "no:randomly",
-           "-p", "no:hypothesispytest", "-p", "no:benchmark", "-n", n, *args]
-    # bytecode on (as .ci/run does); hypothesis's and pytest-benchmark's plugins off: they cost
+           "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:timeout", "-n", n, *args]
+    # bytecode on (as .ci/run does); hypothesis's, pytest-benchmark's and pytest-timeout's plugins off: they cost
     # the same in both runs and say nothing about sweeps
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(extra or {})
