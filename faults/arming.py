@@ -216,6 +216,10 @@ def _check_int(name: str, value: int | None, low: int) -> None:
         raise FaultError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+#: What a deterministic policy is given for ``rng``: it never draws from it.
+_NO_RANDOM = random.Random(0)
+
+
 class Arming:
     """A live arming; a context manager and a handle (``.disarm()``)."""
 
@@ -251,6 +255,11 @@ class Arming:
         if self._rng is None:
             self._rng = random.Random(self.seed)
         return self._rng
+
+    def decide(self, k: int) -> Kind | None:
+        """Whether its k-th counted hit fires: its policy's decision. A deterministic policy (no
+        probability) never draws from the generator, so none is made for it."""
+        return self.policy.decide(k, _NO_RANDOM if self.policy.deterministic else self.rng)
 
     # --- context manager / handle -------------------------------------------------------
     def __enter__(self) -> Arming:

@@ -40,9 +40,6 @@ TRACE_LIMIT = 100_000
 #: Base seeds of armings made without any seed: private, so arming never draws from (and never
 #: shifts) the process-global ``random`` stream the code under test may be using.
 _SEEDS = random.Random()
-#: What a deterministic policy (no probability) is given for ``rng``: it never draws from it, so an
-#: arming makes its own generator only when a probability needs one.
-_NO_RANDOM = random.Random(0)
 
 #: Serialises the slow path's decisions and bookkeeping (hit counts, policies' state, census,
 #: trace) and arming / disarming, so threads sharing an arming (the root scope's) never corrupt
@@ -356,7 +353,7 @@ def _decide(point: FaultPoint, armings: list[Arming], count: int, ctx: dict[str,
         for pos, (a, members) in enumerate(zip(armings, sets, strict=True)):
             if i in members:
                 a.hits += 1
-                kind = a.policy.decide(a.hits, a.rng if not a.policy.deterministic else _NO_RANDOM)
+                kind = a.decide(a.hits)
                 if kind is not None:
                     # Every arming counts the hit that fired (as the deterministic path does).
                     for later, loffs in zip(armings[pos + 1:], sets[pos + 1:], strict=True):
@@ -385,7 +382,7 @@ def _decide_deterministic(point: FaultPoint, armings: list[Arming], offsets: lis
     if best is None:
         return None
     winner = armings[best[1]]
-    kind = winner.policy.decide(best[2], winner.rng if not winner.policy.deterministic else _NO_RANDOM)
+    kind = winner.decide(best[2])
     assert kind is not None
     return _fire(point, winner, kind, best[0], ctx)
 

@@ -167,6 +167,7 @@ class SweepBatch(pytest.Function):
 
 def run_batch(item: SweepBatch) -> None:
     """Run every scenario of ``item`` from a copy of its set-up state and log one report each."""
+    import contextlib
     import functools
     import time
 
@@ -219,11 +220,9 @@ def run_batch(item: SweepBatch) -> None:
         if worker:  # logged by the controller, which decides about -x
             item.gmem_reports.append(item.config.hook.pytest_report_to_serializable(config=item.config,
                                                                                    report=report))
-        elif capturing:
-            with capman.global_and_fixture_disabled():
-                ihook.pytest_runtest_logreport(report=report)
         else:
-            ihook.pytest_runtest_logreport(report=report)
+            with capman.global_and_fixture_disabled() if capturing else contextlib.nullcontext():
+                ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_gmem_test_outcome(item=item, outcome=report.gmem["outcome"], record=report.gmem)
         if session.shouldfail or session.shouldstop:  # -x / --maxfail reached: no further scenario
             break
@@ -284,8 +283,7 @@ def scenario_report(item: SweepBatch, r: Any, nodeid: str, name: str, keywords: 
     longrepr: Any = None
     failed = False
     if r.exc is not None and not state.body_skipped:
-        longrepr = r.exc_repr if r.exc_repr is not None else item.repr_failure(
-            pytest.ExceptionInfo.from_exception(r.exc))
+        longrepr = r.exc_repr  # rendered by run_batch's ``describe`` before the hosts closed
         failed = True
         if texts:
             sections.append(("Captured gmem check call", "\n\n".join(texts)))

@@ -257,6 +257,11 @@ def _run_pytest(b: Block, scratch: Path, runner: Runner) -> str | None:
     return f"did not pass (exit {status}, {summary or 'no summary'!r}):\n{_tail(output)}"
 
 
+def _spaced(text: str) -> list[str]:
+    """The lines of ``text`` with runs of spaces made one (the docs may align comments differently)."""
+    return [" ".join(line.split()) for line in text.splitlines()]
+
+
 def _same(b: Block, scratch: Path, runner: Runner) -> str | None:
     """``check: same PATH``: the block's lines are lines of PATH (which CI runs), in order."""
     if not b.args:
@@ -264,10 +269,7 @@ def _same(b: Block, scratch: Path, runner: Runner) -> str | None:
     path = ROOT / b.args[0]
     if not path.is_file():
         return f"is an excerpt of {b.args[0]!r}, which does not exist"
-    def spaced(text: str) -> list[str]:  # the docs may align comments differently
-        return [" ".join(line.split()) for line in text.splitlines()]
-
-    why = mismatch(spaced(b.text), "\n".join(spaced(path.read_text(encoding="utf-8"))))
+    why = mismatch(_spaced(b.text), "\n".join(_spaced(path.read_text(encoding="utf-8"))))
     return None if why is None else f"is not an excerpt of {b.args[0]}:\n      {why}"
 
 
